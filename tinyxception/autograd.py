@@ -1,0 +1,363 @@
+"""A small reverse-mode autograd engine.
+
+A ``Tensor`` wraps a NumPy or CuPy array. Every differentiable operation is a
+``Function`` subclass with a ``forward`` that computes the result from plain
+arrays and a ``backward`` that turns the gradient of the result into gradients
+of the inputs. ``Function.apply`` records the call, so ``loss.backward()`` can
+walk the graph from the loss back to the leaves:
+
+    dL/dx = sum over every use of x of (dL/d(use) * d(use)/dx)
+
+The walk uses an explicit stack (no recursion, so a 1000-layer graph is fine)
+and *adds* the gradients arriving at a tensor used twice (``b = a + a``).
+After ``backward`` the graph is released unless ``retain_graph=True``.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from . import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block operations are not recorded: no graph, no saved arrays."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return _grad_enabled
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: the backward of NumPy broadcasting.
+
+    A value broadcast along an axis was used once per position on that axis,
+    so its gradient is the sum over that axis.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(extra))) if extra else grad
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=stretched, keepdims=True) if stretched else grad
+
+
+class Tensor:
+    """An array plus what autograd needs: ``grad``, ``requires_grad`` and the Function that made it."""
+
+    __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not hasattr(data, "dtype"):
+            data = backend.as_array(data)
+        if requires_grad and not backend.is_float_dtype(data.dtype):
+            raise TypeError(f"only floating point tensors can require gradients, got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None  # the Function that produced this tensor (None for leaves)
+
+    # --- what the array is -------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape), doc="Shape of the data.")
+    dtype = property(lambda self: self.data.dtype, doc="dtype of the data.")
+    ndim = property(lambda self: self.data.ndim, doc="Number of dimensions.")
+    size = property(lambda self: int(self.data.size), doc="Number of elements.")
+    device = property(lambda self: backend.device_of(self.data), doc='"cpu" or "cuda".')
+    is_leaf = property(lambda self: self._ctx is None, doc="True when no recorded op produced it.")
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device!r}{grad})"
+
+    def numpy(self):
+        """The values as a numpy.ndarray (a copy from the GPU when on cuda)."""
+        return backend.asnumpy(self.data)
+
+    def item(self) -> float:
+        """The single value as a Python number (synchronises the GPU)."""
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def to(self, device: str) -> "Tensor":
+        """A copy on `device` ("cpu" or "cuda"), a new leaf with the same requires_grad."""
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    # --- backward -----------------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
+
+        `grad` is the gradient flowing into this tensor; it defaults to 1 for a scalar.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
+        if grad is None:
+            if self.size != 1:
+                raise ValueError(f"backward() without a gradient needs a scalar, got shape {self.shape}")
+            grad = backend.array_module(self.data).ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if tuple(grad.shape) != self.shape:
+            raise ValueError(f"gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
+        pending = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            g = pending.pop(id(node), None)
+            if g is None:
+                continue
+            ctx = node._ctx
+            if ctx is None:
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            input_grads = ctx.backward(g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            for tensor, ig in zip(ctx.inputs, input_grads):
+                if ig is None or not tensor.requires_grad:
+                    continue
+                ig = unbroadcast(ig, tensor.shape)
+                key = id(tensor)
+                pending[key] = ig if key not in pending else pending[key] + ig
+            if not retain_graph:
+                node._ctx = None
+                ctx.release()
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors reachable from `root`, every one after all of its inputs (iterative depth-first)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            stack.extend((t, False) for t in node._ctx.inputs if t.requires_grad and id(t) not in visited)
+    return order
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """A Tensor for x: tensors pass through; arrays and numbers become constants.
+
+    Python numbers take the dtype and device of `like`, so ``x * 2`` stays float32.
+    """
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and not hasattr(x, "dtype"):
+        return Tensor(backend.array_module(like.data).asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
+class Function:
+    """One differentiable operation. Subclasses write ``forward`` and ``backward`` on plain arrays.
+
+    ``forward(*arrays, **options)`` returns the result array; it may keep what
+    backward needs as attributes of ``self``. ``backward(grad)`` returns one
+    gradient per array input (a tuple, or a single array for one input; None
+    for an input that needs none). ``self.needs_input_grad`` tells which inputs
+    want a gradient, so backward can skip work.
+    """
+
+    def __init__(self):
+        self.inputs: tuple[Tensor, ...] = ()
+        self.needs_input_grad: tuple[bool, ...] = ()
+
+    @classmethod
+    def apply(cls, *inputs, **options) -> Tensor:
+        """Run forward on the inputs' arrays and, when gradients are wanted, record the call."""
+        tensors = tuple(as_tensor(x) for x in inputs)
+        devices = [t.device for t in tensors]
+        if len(set(devices)) > 1:
+            raise ValueError(f"{cls.__name__}: inputs live on different devices {devices}; "
+                             "move them to one device with .to(device)")
+        fn = cls()
+        fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        record = _grad_enabled and any(fn.needs_input_grad)
+        out = Tensor(fn.forward(*(t.data for t in tensors), **options), requires_grad=record)
+        if record:
+            fn.inputs = tensors
+            out._ctx = fn
+        else:
+            fn.release()
+        return out
+
+    def forward(self, *arrays, **options):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop inputs and saved arrays so their memory can be freed."""
+        self.__dict__.clear()
+
+
+# --- elementary arithmetic (broadcasting is undone by unbroadcast in backward) ---
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, grad):  # d(a+b)/da = d(a+b)/db = 1
+        return grad, grad
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, grad):  # d(ab)/da = b, d(ab)/db = a
+        return (grad * self.b if self.needs_input_grad[0] else None,
+                grad * self.a if self.needs_input_grad[1] else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, grad):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+        return (grad / self.b if self.needs_input_grad[0] else None,
+                -grad * self.a / (self.b * self.b) if self.needs_input_grad[1] else None)
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, grad):
+        return -grad
+
+
+class MatMul(Function):
+    """a @ b for 2-D (or batched) operands."""
+
+    def forward(self, a, b):
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"matmul needs operands with at least 2 dimensions, got shapes {a.shape} and {b.shape}")
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, grad):  # C = AB: dA = dC B^T, dB = A^T dC
+        xp = backend.array_module(grad)
+        return (grad @ xp.swapaxes(self.b, -1, -2) if self.needs_input_grad[0] else None,
+                xp.swapaxes(self.a, -1, -2) @ grad if self.needs_input_grad[1] else None)
+
+
+class Sum(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return a.sum(axis=axis, keepdims=keepdims)
+
+    def backward(self, grad):  # every summed element receives the gradient of the sum
+        xp = backend.array_module(grad)
+        if self.axis is not None and not self.keepdims:
+            grad = xp.expand_dims(grad, self.axis)
+        return xp.broadcast_to(grad, self.shape)
+
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.shape = a.shape
+        return a.reshape(shape)
+
+    def backward(self, grad):
+        return grad.reshape(self.shape)
+
+
+class Transpose(Function):
+    def forward(self, a, axes=None):
+        self.axes = axes
+        return a.transpose(axes)
+
+    def backward(self, grad):
+        xp = backend.array_module(grad)
+        inverse = None if self.axes is None else tuple(xp.argsort(xp.asarray(self.axes)).tolist())
+        return grad.transpose(inverse)
+
+
+class GetItem(Function):
+    def forward(self, a, index):
+        self.shape, self.index = a.shape, index
+        return a[index]
+
+    def backward(self, grad):  # scatter-add: an element picked twice gets both gradients
+        xp = backend.array_module(grad)
+        full = xp.zeros(self.shape, dtype=grad.dtype)
+        xp.add.at(full, self.index, grad)
+        return full
+
+
+def _binary(fn, reverse=False):
+    def method(self, other):
+        other = as_tensor(other, like=self)
+        return fn.apply(other, self) if reverse else fn.apply(self, other)
+    return method
+
+
+Tensor.__add__, Tensor.__radd__ = _binary(Add), _binary(Add, reverse=True)
+Tensor.__sub__, Tensor.__rsub__ = _binary(Sub), _binary(Sub, reverse=True)
+Tensor.__mul__, Tensor.__rmul__ = _binary(Mul), _binary(Mul, reverse=True)
+Tensor.__truediv__, Tensor.__rtruediv__ = _binary(Div), _binary(Div, reverse=True)
+Tensor.__matmul__, Tensor.__rmatmul__ = _binary(MatMul), _binary(MatMul, reverse=True)
+Tensor.__neg__ = lambda self: Neg.apply(self)
+Tensor.__getitem__ = lambda self, index: GetItem.apply(self, index=index)
+Tensor.sum = lambda self, axis=None, keepdims=False: Sum.apply(self, axis=axis, keepdims=keepdims)
+Tensor.reshape = lambda self, *shape: Reshape.apply(
+    self, shape=shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+Tensor.transpose = lambda self, *axes: Transpose.apply(self, axes=axes or None)
+Tensor.T = property(lambda self: self.transpose())
+
+
+def _mean(self, axis=None, keepdims=False):
+    """Mean = sum / count, so its gradient is 1/count for every element."""
+    total = self.sum(axis=axis, keepdims=keepdims)
+    return total * (1.0 / (self.size // max(total.size, 1)))
+
+
+Tensor.mean = _mean
+
+
+def tensor(data, requires_grad: bool = False, device: str | None = None, dtype=None) -> Tensor:
+    """Build a Tensor from a numpy/cupy array, list or number.
+
+    Python floats become float32 (the package default); arrays keep their dtype
+    unless `dtype` is given. `device` is "cpu" or "cuda" (default: where the data is).
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    return Tensor(backend.as_array(data, dtype=dtype, device=device), requires_grad=requires_grad)

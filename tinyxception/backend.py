@@ -1,0 +1,126 @@
+"""The one place that chooses between NumPy (CPU) and CuPy (GPU).
+
+Every op asks for its array module with ``xp = array_module(x)`` and then writes
+``xp.zeros``, ``xp.matmul`` ... so the same line runs on either device. No other
+module of the package decides which library to use.
+
+CuPy is optional. ``import cupy`` can succeed on a machine without a GPU, so a
+device counts as available only when ``cupy.cuda.is_available()`` says so.
+"""
+from __future__ import annotations
+
+import numpy
+
+DEVICES = ("cpu", "cuda")
+float_dtypes = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+_cupy = None
+_cupy_problem = None
+
+
+def _load_cupy():
+    """Import cupy once; remember why it is unusable when it is."""
+    global _cupy, _cupy_problem
+    if _cupy is None and _cupy_problem is None:
+        try:
+            import cupy
+        except ImportError as err:
+            _cupy_problem = f"cupy is not installed ({err}); install it with pip install 'tinyxception[gpu]'"
+            return None
+        try:
+            usable = cupy.cuda.is_available()
+        except Exception as err:  # a broken driver raises instead of answering False
+            usable, _cupy_problem = False, f"cupy cannot talk to a GPU: {err}"
+        if usable:
+            _cupy = cupy
+        elif _cupy_problem is None:
+            _cupy_problem = "cupy is installed but cupy.cuda.is_available() is False: no usable NVIDIA GPU"
+    return _cupy
+
+
+def cuda_available() -> bool:
+    """True when CuPy is installed and sees a GPU."""
+    return _load_cupy() is not None
+
+
+def cuda_problem() -> str | None:
+    """Why the "cuda" device is unavailable, or None when it is available."""
+    _load_cupy()
+    return _cupy_problem
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: always "cpu", plus "cuda" with a GPU."""
+    return ["cpu", "cuda"] if cuda_available() else ["cpu"]
+
+
+def is_cuda_array(a) -> bool:
+    """True for a CuPy array (checked without importing cupy when it was never loaded)."""
+    return _cupy is not None and isinstance(a, _cupy.ndarray)
+
+
+def device_of(a) -> str:
+    """"cuda" for a CuPy array, "cpu" for anything else."""
+    return "cuda" if is_cuda_array(a) else "cpu"
+
+
+def array_module(*arrays):
+    """numpy or cupy, whichever owns the arrays; raises when they live on different devices."""
+    devices = {device_of(a) for a in arrays if a is not None}
+    if len(devices) > 1:
+        raise ValueError(f"arrays live on different devices: {sorted(devices)}; move them with .to(device) first")
+    return _cupy if devices == {"cuda"} else numpy
+
+
+def check_device(device: str) -> str:
+    """Validate a device name and make sure it can be used here."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cuda" and not cuda_available():
+        raise RuntimeError(f"device 'cuda' requested but unavailable: {cuda_problem()}")
+    return device
+
+
+def to_device(a, device: str):
+    """Return the array on `device` ("cpu" or "cuda"); no copy when it is already there."""
+    check_device(device)
+    if device == "cuda":
+        return _cupy.asarray(a)
+    return asnumpy(a)
+
+
+def asnumpy(a):
+    """A numpy.ndarray with the same values (copied from the GPU when needed)."""
+    if is_cuda_array(a):
+        return _cupy.asnumpy(a)
+    return numpy.asarray(a)
+
+
+def as_array(data, dtype=None, device: str | None = None):
+    """Turn data (array, list, scalar) into an array on `device` (default: where it already is, else cpu).
+
+    Python floats and lists become float32, the package's default dtype; arrays keep their dtype.
+    """
+    if device is None:
+        device = device_of(data)
+    xp = _cupy if check_device(device) == "cuda" else numpy
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = numpy.asarray(data)
+        dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
+    return xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype)
+
+
+def is_float_dtype(dtype) -> bool:
+    """True for the floating dtypes autograd can differentiate."""
+    return numpy.dtype(dtype) in float_dtypes
+
+
+def cpu_module():
+    """The NumPy module, for host-side code (data sets, file I/O) that never sees a GPU array."""
+    return numpy
+
+
+def synchronize(a=None) -> None:
+    """Wait for queued GPU work (a no-op on the CPU); used by timers."""
+    if _cupy is not None:
+        _cupy.cuda.Device().synchronize()

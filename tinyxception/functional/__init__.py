@@ -1,0 +1,1 @@
+"""Differentiable operations on Tensors (NCHW activations, OIHW weights)."""

@@ -1,0 +1,69 @@
+"""Window geometry shared by convolution and pooling: padding rules, output sizes, strided taps.
+
+A k x k window with stride s slides over a padded input. With ``out`` output
+positions, tap (i, j) of every window reads the strided view
+``xpad[..., i : i + s*(out_h-1) + 1 : s, j : j + s*(out_w-1) + 1 : s]``,
+so an op can loop over the k*k taps (never over channels) and do whole-array work per tap.
+"""
+from __future__ import annotations
+
+from .. import backend
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "same" rule: out = ceil(size / stride), extra pixel at the end (bottom/right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: int, op: str):
+    """((top, bottom), (left, right)) for padding given as int, "valid" or "same"."""
+    if padding == "same":
+        return tuple(same_padding(n, k, stride) for n, k in zip(size, kernel))
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        return ((padding, padding), (padding, padding))
+    raise ValueError(f"{op}: padding must be a non-negative int, 'valid' or 'same', got {padding!r}")
+
+
+def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: str):
+    """Padding and output size for a window op; ValueError when the kernel does not fit."""
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
+    h, w = x_shape[-2:]
+    pads = resolve_padding(padding, (h, w), kernel, stride, op)
+    padded = (h + sum(pads[0]), w + sum(pads[1]))
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
+                         f"{padded[0]}x{padded[1]} (input {h}x{w}, padding {padding!r})")
+    out = tuple((p - k) // stride + 1 for p, k in zip(padded, kernel))
+    return pads, out
+
+
+def pad(x, pads, value=0.0):
+    """x (..., H, W) padded with `value` by pads ((top, bottom), (left, right)); no copy when pads are zero."""
+    if not any(pads[0] + pads[1]):
+        return x
+    xp = backend.array_module(x)
+    (top, bottom), (left, right) = pads
+    out = xp.full(x.shape[:-2] + (x.shape[-2] + top + bottom, x.shape[-1] + left + right), value, dtype=x.dtype)
+    out[..., top:top + x.shape[-2], left:left + x.shape[-1]] = x
+    return out
+
+
+def unpad(x, pads):
+    """The inverse of pad: the interior view of x."""
+    (top, bottom), (left, right) = pads
+    return x[..., top:x.shape[-2] - bottom, left:x.shape[-1] - right]
+
+
+def tap(xpad, i: int, j: int, stride: int, out: tuple[int, int]):
+    """The strided view read by kernel tap (i, j) of every output window."""
+    return xpad[..., i:i + stride * (out[0] - 1) + 1:stride, j:j + stride * (out[1] - 1) + 1:stride]
+
+
+def taps(kernel: tuple[int, int]):
+    """All (i, j) kernel positions, row by row."""
+    return [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
