@@ -67,6 +67,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._ctx = None  # the Function that produced this tensor (None for leaves)
+        self._graph_freed = False  # set when backward() released the graph behind this tensor
 
     # --- what the array is -------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape), doc="Shape of the data.")
@@ -126,6 +127,9 @@ class Tensor:
             if g is None:
                 continue
             ctx = node._ctx
+            if node._graph_freed:
+                raise RuntimeError("backward() through a graph that an earlier backward() already freed; "
+                                   "pass retain_graph=True to the first call to backward twice")
             if ctx is None:
                 node.grad = g if node.grad is None else node.grad + g
                 continue
@@ -139,7 +143,7 @@ class Tensor:
                 key = id(tensor)
                 pending[key] = ig if key not in pending else pending[key] + ig
             if not retain_graph:
-                node._ctx = None
+                node._ctx, node._graph_freed = None, True
                 ctx.release()
 
 
