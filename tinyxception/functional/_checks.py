@@ -38,3 +38,9 @@ def image_batch(x, op: str, name: str = "x") -> Tensor:
     t = float_tensor(x, name, op)
     expect_rank(t, 4, name, "(N, C, H, W)", op)
     return t
+
+
+def expect_shape(t: Tensor, shape: tuple, name: str, op: str) -> None:
+    """ValueError unless t has exactly `shape`, e.g. (C,) for a per-channel parameter."""
+    if t.shape != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {t.shape}")

@@ -1,0 +1,46 @@
+"""Element-wise activations: ReLU (used throughout Xception) and ELU (the paper's Fig. 10 ablation).
+
+Both backwards read what forward already has (the output, and the input that the graph keeps
+alive anyway), so no extra array is saved and nothing is recomputed.
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor
+from ._checks import float_tensor
+
+
+class _ReLU(Function):
+    """y = max(x, 0)."""
+
+    def forward(self, x):
+        self.out = backend.array_module(x).maximum(x, 0)
+        return self.out
+
+    def backward(self, grad):  # dy/dx = 1 where x > 0 (exactly where y > 0), else 0
+        return grad * (self.out > 0)
+
+
+class _ELU(Function):
+    """y = x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    def forward(self, x, alpha):
+        xp = backend.array_module(x)
+        negative = xp.expm1(xp.minimum(x, 0))  # exp of min(x, 0) never overflows
+        negative *= alpha
+        self.x, self.out, self.alpha = x, xp.where(x > 0, x, negative), alpha
+        return self.out
+
+    def backward(self, grad):  # for x <= 0: dy/dx = alpha * exp(x) = y + alpha, no exp needed
+        xp = backend.array_module(grad)
+        return xp.where(self.x > 0, grad, grad * (self.out + self.alpha))
+
+
+def relu(x) -> Tensor:
+    """The rectified linear unit max(x, 0), element-wise."""
+    return _ReLU.apply(float_tensor(x, "x", "relu"))
+
+
+def elu(x, alpha: float = 1.0) -> Tensor:
+    """The exponential linear unit: x where x > 0, alpha * (exp(x) - 1) elsewhere."""
+    return _ELU.apply(float_tensor(x, "x", "elu"), alpha=float(alpha))

@@ -1,0 +1,86 @@
+"""The classification loss: cross-entropy of class scores (logits) against integer labels.
+
+Both ops go through a numerically stable log-softmax. Subtracting each row's maximum first
+changes nothing mathematically (softmax is shift invariant) but keeps exp() <= 1, so logits of
+1e4 give finite results instead of inf / inf:
+
+    log_softmax(z)_k = (z_k - max z) - log(sum_j exp(z_j - max z))
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor
+from ._checks import expect_rank, float_tensor
+
+
+def _log_softmax(z):
+    """Stable log-softmax along the last axis of an array."""
+    xp = backend.array_module(z)
+    out = z - z.max(axis=-1, keepdims=True)
+    out -= xp.log(xp.exp(out).sum(axis=-1, keepdims=True))
+    return out
+
+
+class _LogSoftmax(Function):
+    """y = log_softmax(x) along the last axis."""
+
+    def forward(self, x):
+        self.out = _log_softmax(x)
+        return self.out
+
+    def backward(self, grad):  # y_k = x_k - logsumexp(x): dL/dx = g - softmax(x) * sum(g)
+        xp = backend.array_module(grad)
+        return grad - xp.exp(self.out) * grad.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x) -> Tensor:
+    """log(softmax(x)) along the last axis, computed stably."""
+    return _LogSoftmax.apply(float_tensor(x, "x", "log_softmax"))
+
+
+class _CrossEntropy(Function):
+    """L = -(1/N) sum_n log_softmax(logits)[n, labels[n]]."""
+
+    def forward(self, logits, labels):
+        xp = backend.array_module(logits)
+        self.log_p, self.rows, self.labels = _log_softmax(logits), xp.arange(len(labels)), labels
+        return xp.asarray(-self.log_p[self.rows, self.labels].mean())
+
+    def backward(self, grad):  # dL/dlogits = (softmax - onehot(labels)) / N
+        xp = backend.array_module(grad)
+        d = xp.exp(self.log_p)
+        d[self.rows, self.labels] -= 1
+        d *= grad * (1.0 / len(self.labels))
+        return d
+
+
+def _class_indices(labels, logits: Tensor, op: str):
+    """labels as an integer array of shape (N,) with values in [0, K), on the logits' device."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if not hasattr(labels, "dtype"):
+        labels = backend.as_array(labels, device=logits.device)
+    n, k = logits.shape
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integer class indices, got dtype {labels.dtype}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"{op}: labels must have shape ({n},), one class index per row of logits {logits.shape}, "
+                         f"got {tuple(labels.shape)}")
+    if backend.device_of(labels) != logits.device:
+        raise ValueError(f"{op}: logits live on {logits.device!r} but labels on {backend.device_of(labels)!r}")
+    low, high = int(labels.min()), int(labels.max())  # one sync on the GPU
+    if low < 0 or high >= k:
+        raise ValueError(f"{op}: labels must lie in [0, {k}) for {k} classes, got values from {low} to {high}")
+    return labels
+
+
+def cross_entropy(logits, labels) -> Tensor:
+    """Mean cross-entropy over the batch of logits (N, K) against integer class labels (N,).
+
+    Equal to ``-mean(log_softmax(logits)[n, labels[n]])``; the gradient is (softmax - onehot) / N.
+    """
+    op = "cross_entropy"
+    logits = float_tensor(logits, "logits", op)
+    expect_rank(logits, 2, "logits", "(N, classes)", op)
+    if logits.shape[0] == 0 or logits.shape[1] == 0:
+        raise ValueError(f"{op}: logits need at least one row and one class, got shape {logits.shape}")
+    return _CrossEntropy.apply(logits, labels=_class_indices(labels, logits, op))

@@ -1,0 +1,143 @@
+"""Pooling: max pooling over k x k windows, and the global average pool before the classifier.
+
+Max pooling loops over the k*k kernel taps only and keeps a running element-wise maximum, so no
+k*k copy of the input is ever built. Padding uses -inf, which never wins a maximum.
+
+Speed: a tap of a stride-2 window reads every other column, and NumPy runs such strided loops
+several times slower than unit-stride ones. So the padded input xpad is split once into its
+stride x stride "phase planes", plane[a, b] = xpad[..., a::s, b::s], each a contiguous array,
+and tap (i, j) becomes a unit-stride slice of plane[i % s, j % s] starting at (i // s, j // s):
+
+    xpad row i + s*r  =  row i // s + r  of the planes with a = i % s   (the same for columns).
+
+The planes are built straight from x (the padding is their -inf border), kept for backward,
+and the gradient is accumulated in planes of the same layout and interleaved back at the end.
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor
+from ._checks import image_batch
+from ._geometry import taps, window_geometry
+
+_NEG_INF = float("-inf")
+
+
+def _kernel_pair(kernel_size, op: str) -> tuple[int, int]:
+    """kernel_size as (kh, kw): an int k means (k, k)."""
+    pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if len(pair) != 2 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in pair):
+        raise ValueError(f"{op}: kernel_size must be a positive int or a pair (kh, kw) of them, got {kernel_size!r}")
+    return pair
+
+
+def _axis_phase(size: int, before: int, padded: int, stride: int, phase: int):
+    """One axis of one phase: the plane's length, and the slices of x and of the plane holding the same pixels."""
+    first = (phase - before) % stride  # first x index whose padded index, first + before, is phase mod stride
+    count = len(range(first, size, stride))
+    start = (first + before) // stride
+    return len(range(phase, padded, stride)), slice(first, size, stride), slice(start, start + count)
+
+
+def _phase_layout(shape, pads, stride: int):
+    """{(a, b): (plane shape, x slices, plane slices)} for the stride x stride phase planes of padded x."""
+    (h, w), ((top, bottom), (left, right)) = shape[-2:], pads
+    rows = [_axis_phase(h, top, h + top + bottom, stride, a) for a in range(stride)]
+    cols = [_axis_phase(w, left, w + left + right, stride, b) for b in range(stride)]
+    return {(a, b): (shape[:-2] + (rn, cn), (..., rx, cx), (..., rp, cp))
+            for a, (rn, rx, rp) in enumerate(rows) for b, (cn, cx, cp) in enumerate(cols)}
+
+
+def _split(x, layout, fill):
+    """The phase planes of x padded with `fill`: one strided read of x, no padded copy."""
+    xp = backend.array_module(x)
+    planes = {}
+    for key, (shape, x_part, plane_part) in layout.items():
+        planes[key] = xp.full(shape, fill, dtype=x.dtype)
+        planes[key][plane_part] = x[x_part]
+    return planes
+
+
+def _merge(planes, layout, shape):
+    """The inverse of _split: interleave the planes back into an array of `shape`, dropping the padding."""
+    out = backend.array_module(planes[0, 0]).empty(shape, dtype=planes[0, 0].dtype)
+    for key, (_, x_part, plane_part) in layout.items():
+        out[x_part] = planes[key][plane_part]
+    return out
+
+
+def _plane_tap(planes, i: int, j: int, stride: int, out_size):
+    """Tap (i, j) of every window, as a unit-stride slice of its phase plane."""
+    plane = planes[i % stride, j % stride]
+    return plane[..., i // stride:i // stride + out_size[0], j // stride:j // stride + out_size[1]]
+
+
+class _MaxPool2d(Function):
+    """y = max over each k x k window of the -inf padded input."""
+
+    def forward(self, x, kernel, stride, pads, out_size):
+        xp = backend.array_module(x)
+        self.layout = _phase_layout(x.shape, pads, stride)
+        self.planes = _split(x, self.layout, _NEG_INF)
+        first, *rest = taps(kernel)
+        out = _plane_tap(self.planes, *first, stride, out_size).copy()
+        for i, j in rest:
+            xp.maximum(out, _plane_tap(self.planes, i, j, stride, out_size), out=out)
+        self.x_shape, self.out, self.kernel, self.stride = x.shape, out, kernel, stride
+        return out
+
+    def backward(self, grad):
+        # dy/dx is 1 for the input that holds the window's maximum and 0 for the others. With ties
+        # the first tap (row-major order) takes the whole gradient, as in PyTorch: `unrouted` keeps
+        # each window's gradient until a tap claims it, so a later tie finds nothing left to add.
+        xp = backend.array_module(grad)
+        out_size = grad.shape[-2:]
+        grad_planes = {key: xp.zeros_like(plane) for key, plane in self.planes.items()}
+        unrouted = grad.copy()
+        hit = xp.empty(grad.shape, dtype=bool)
+        routed = xp.empty_like(grad)
+        for i, j in taps(self.kernel):
+            xp.equal(_plane_tap(self.planes, i, j, self.stride, out_size), self.out, out=hit)
+            xp.multiply(unrouted, hit, out=routed)
+            grad_tap = _plane_tap(grad_planes, i, j, self.stride, out_size)
+            grad_tap += routed
+            unrouted -= routed  # exactly 0 where routed, unchanged elsewhere
+        return _merge(grad_planes, self.layout, self.x_shape)
+
+
+def max_pool2d(x, kernel_size=3, stride: int = 2, padding="same") -> Tensor:
+    """Max over k x k windows of x (N, C, H, W), moved by `stride`.
+
+    `padding` is an int (at most half the kernel, as in PyTorch), "valid" (none) or "same"
+    (TensorFlow's rule: output ceil(H / stride), the odd extra pixel at the bottom/right; Xception's
+    3x3 stride-2 pools take 74 -> 37 this way). The gradient goes to the first maximum of each window.
+    """
+    op = "max_pool2d"
+    x = image_batch(x, op)
+    kernel = _kernel_pair(kernel_size, op)
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding > min(kernel) // 2:
+        raise ValueError(f"{op}: int padding must be at most half the kernel ({min(kernel) // 2} for "
+                         f"kernel {kernel[0]}x{kernel[1]}), got {padding}")
+    pads, out_size = window_geometry(x.shape, kernel, stride, padding, op)
+    return _MaxPool2d.apply(x, kernel=kernel, stride=stride, pads=pads, out_size=out_size)
+
+
+class _GlobalAvgPool2d(Function):
+    """y[n, c] = mean of x[n, c] over H and W."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad):  # each of the H*W pixels contributes 1 / (H*W) of the mean
+        xp = backend.array_module(grad)
+        h, w = self.shape[2:]
+        return xp.broadcast_to((grad * (1.0 / (h * w)))[:, :, None, None], self.shape)
+
+
+def global_avg_pool2d(x) -> Tensor:
+    """The mean of every channel of x (N, C, H, W) over its H x W pixels: an (N, C) result."""
+    x = image_batch(x, "global_avg_pool2d")
+    if x.shape[2] * x.shape[3] == 0:
+        raise ValueError(f"global_avg_pool2d: x needs at least one pixel, got shape {x.shape}")
+    return _GlobalAvgPool2d.apply(x)
