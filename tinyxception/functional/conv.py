@@ -1,0 +1,242 @@
+"""Convolutions of NCHW batches with OIHW weights: depthwise, pointwise and grouped (regular ... depthwise).
+
+Xception's separable convolution is a depthwise conv (one k x k filter per channel) followed by a
+pointwise conv (1x1, mixing channels). Each has its own fastest way to compute, so each is a Function:
+
+- ``DepthwiseConv2d``: k*k multiply-adds of shifted input views ("taps") with per-channel weights,
+  the taps read as long 1-D slices of the padded image laid out as one line per channel (``_Lines``);
+- ``PointwiseConv2d``: one matrix product W (C_out, C_in) @ X (N, C_in, H*W);
+- ``GroupedConv2d``: everything else (groups=1 is a regular conv): gather the k*k taps into columns
+  (im2col), then one matrix product per group, all groups in one batched call.
+
+``conv2d`` sends each call to the Function the shapes allow, so every case has one implementation.
+Loops run over the k*k kernel taps only, never over channels or groups.
+"""
+from .. import backend
+from ..autograd import Function
+from . import _checks
+from ._geometry import pad, tap, taps, unpad, window_geometry
+
+
+def _padded_zeros(grad, x_shape, pads):
+    """A zero gradient buffer shaped like the padded input, to scatter tap gradients into."""
+    (top, bottom), (left, right) = pads
+    shape = tuple(x_shape[:2]) + (x_shape[2] + top + bottom, x_shape[3] + left + right)
+    return backend.array_module(grad).zeros(shape, dtype=grad.dtype)
+
+
+def _sum_over_images(grad, columns):
+    """sum over n of grad[n] @ columns[n]^T for grad (N, G, A, P), columns (N, G, B, P): shape (G, A, B).
+
+    Two ways to compute it: per-image products then a sum (a temporary of N*G*A*B numbers), or, for G = 1,
+    one product over all images and pixels (tensordot, which copies both operands to (A, N*P) layouts
+    unless N = 1). We take the smaller temporary, which is also the faster way on Xception's shapes.
+    """
+    n, groups, a, p = grad.shape
+    b = columns.shape[2]
+    if groups == 1 and (n == 1 or p * (a + b) <= a * b):
+        return backend.array_module(grad).tensordot(grad[:, 0], columns[:, 0], axes=([0, 2], [0, 2]))[None]
+    return (grad @ columns.swapaxes(-1, -2)).sum(axis=0)
+
+
+class _Lines:
+    """One long line per channel: the zero-padded image, row after row (`row` = padded width).
+
+    Output pixel (y, x) of tap (i, j) reads padded pixel (s*y + i, s*x + j), which is line index
+    (i*row + j) + s*(y*row + x). So for all output pixels at once, tap (i, j) is ONE slice of the line,
+    line[i*row + j :: s], read as a "wide" output of Ho rows of `row` >= Wo pixels; the extra pixels of each
+    row are garbage that `crop` drops (k - 1 per row at stride 1). NumPy runs these long 1-D slices several
+    times faster than 2-D tap windows whose rows are only Wo pixels long.
+    """
+
+    def __init__(self, x_shape, pads, kernel, stride, out):
+        (top, bottom), (left, right) = pads
+        self.kernel, self.stride, self.out, self.x_shape, self.corner = kernel, stride, out, x_shape, (top, left)
+        self.row = x_shape[3] + left + right
+        self.rows = max(x_shape[2] + top + bottom, stride * out[0] + kernel[0])  # room for the last tap's slice
+        self.wide = (out[0], self.row)
+
+    def lay_out(self, x):
+        """x zero-padded into lines: (N, C, rows * row)."""
+        (h, w), (top, left) = x.shape[2:], self.corner
+        lines = backend.array_module(x).zeros(x.shape[:2] + (self.rows, self.row), dtype=x.dtype)
+        lines[..., top:top + h, left:left + w] = x
+        return lines.reshape(x.shape[:2] + (-1,))
+
+    def image(self, lines):
+        """The inverse of lay_out: the (N, C, H, W) view of the unpadded pixels."""
+        (h, w), (top, left) = self.x_shape[2:], self.corner
+        return lines.reshape(lines.shape[:2] + (self.rows, self.row))[..., top:top + h, left:left + w]
+
+    def taps(self, lines):
+        """(i, j, slice of the line read by tap (i, j) for the wide output, flattened)."""
+        length = self.wide[0] * self.wide[1] * self.stride
+        for i, j in taps(self.kernel):
+            start = i * self.row + j
+            yield i, j, lines[..., start:start + length:self.stride]
+
+    def crop(self, wide):
+        """The (N, C, Ho, Wo) output from its wide layout (N, C, Ho * row)."""
+        return wide.reshape(wide.shape[:2] + self.wide)[..., :self.out[1]]
+
+    def widen(self, grad):
+        """The gradient (N, C, Ho, Wo) in the wide layout, zero in the garbage columns."""
+        wide = backend.array_module(grad).zeros(grad.shape[:2] + self.wide, dtype=grad.dtype)
+        wide[..., :self.out[1]] = grad
+        return wide.reshape(grad.shape[:2] + (-1,))
+
+
+class DepthwiseConv2d(Function):
+    """y[n, c] = sum over taps (i, j) of w[c, 0, i, j] * tap_ij(xpad)[n, c]; w: (C, 1, kh, kw)."""
+
+    def forward(self, x, w, stride, pads, out):
+        xp = backend.array_module(x)
+        self.x, self.w, self.lines = x, w, _Lines(x.shape, pads, w.shape[2:], stride, out)
+        y = xp.zeros(x.shape[:2] + (self.lines.wide[0] * self.lines.wide[1],), dtype=x.dtype)
+        tmp = xp.empty_like(y)
+        for i, j, line_tap in self.lines.taps(self.lines.lay_out(x)):
+            y += xp.multiply(line_tap, w[:, 0, i, j, None], out=tmp)
+        return xp.ascontiguousarray(self.lines.crop(y))
+
+    def backward(self, grad):
+        # Each tap is a product tap * w_c, so d/dw[c,i,j] = sum_{n,y,x} grad * tap_ij and d/dtap_ij = grad * w_c;
+        # the taps are slices of the same padded lines, so their gradients add up in zero lines.
+        xp, grad = backend.array_module(grad), self.lines.widen(grad)
+        grad_x = grad_w = None
+        if self.needs_input_grad[0]:
+            grad_lines = xp.zeros(grad.shape[:2] + (self.lines.rows * self.lines.row,), dtype=grad.dtype)
+            tmp = xp.empty_like(grad)
+            for i, j, line_tap in self.lines.taps(grad_lines):
+                line_tap += xp.multiply(grad, self.w[:, 0, i, j, None], out=tmp)
+            grad_x = self.lines.image(grad_lines)
+        if self.needs_input_grad[1]:
+            grad_w = xp.empty_like(self.w)
+            for i, j, line_tap in self.lines.taps(self.lines.lay_out(self.x)):
+                grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", grad, line_tap)
+        return grad_x, grad_w
+
+
+class PointwiseConv2d(Function):
+    """y[n] = W @ x[n] with W = w as (C_out, C_in) and x[n] as (C_in, H*W); stride s reads x[..., ::s, ::s]."""
+
+    def forward(self, x, w, stride=1):
+        self.x_shape, self.stride, self.w = x.shape, stride, w
+        x = x[..., ::stride, ::stride]
+        n, c, h, width = x.shape
+        self.x = x.reshape(n, c, h * width)  # a copy only when strided; kept for grad_w
+        return (w.reshape(w.shape[0], c) @ self.x).reshape(n, w.shape[0], h, width)
+
+    def backward(self, grad):
+        # Y = W X for every image, so dX = W^T dY and dW = sum over images and pixels of dY X^T.
+        n, c_out, h, width = grad.shape
+        xp, grad = backend.array_module(grad), grad.reshape(n, c_out, h * width)
+        grad_x = grad_w = None
+        if self.needs_input_grad[0]:
+            grad_read = (self.w.reshape(c_out, -1).T @ grad).reshape(n, -1, h, width)
+            if self.stride == 1:
+                grad_x = grad_read
+            else:  # the pixels the stride skipped get no gradient
+                grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
+                grad_x[..., ::self.stride, ::self.stride] = grad_read
+        if self.needs_input_grad[1]:
+            grad_w = _sum_over_images(grad[:, None], self.x[:, None]).reshape(self.w.shape)
+        return grad_x, grad_w
+
+
+class GroupedConv2d(Function):
+    """y[n, g] = w_g @ columns(x)[n, g] with w_g: (C_out/g, C_in/g*kh*kw), columns: (C_in/g*kh*kw, Ho*Wo)."""
+
+    def forward(self, x, w, stride, pads, out, groups):
+        self.x, self.w, self.stride, self.pads, self.out, self.groups = x, w, stride, pads, out, groups
+        y = self._weight_matrices() @ self._columns()
+        return y.reshape((x.shape[0], w.shape[0]) + out)
+
+    def _weight_matrices(self):
+        """w as (groups, C_out/groups, C_in/groups * kh * kw): a view, rows match the column order."""
+        return self.w.reshape(self.groups, self.w.shape[0] // self.groups, -1)
+
+    def _columns(self):
+        """im2col: columns[n, g, (c, i, j), (y, x)] = xpad[n, g*C_in/g + c, s*y + i, s*x + j].
+
+        Rebuilt in backward rather than kept: k*k times the input is too much memory to hold until then.
+        """
+        xp, (n, c), (kh, kw) = backend.array_module(self.x), self.x.shape[:2], self.w.shape[2:]
+        xpad, columns = pad(self.x, self.pads), xp.empty((n, c, kh, kw) + self.out, dtype=self.x.dtype)
+        for i, j in taps((kh, kw)):
+            columns[:, :, i, j] = tap(xpad, i, j, self.stride, self.out)
+        return columns.reshape(n, self.groups, c // self.groups * kh * kw, -1)
+
+    def backward(self, grad):
+        # Y_g = W_g C_g per image: dW_g = sum_n dY_g C_g^T, dC_g = W_g^T dY_g; every column entry
+        # is a copy of one xpad pixel, so dC scatters back (col2im) by adding tap by tap.
+        n, c_out = grad.shape[:2]
+        grad = grad.reshape(n, self.groups, c_out // self.groups, -1)
+        grad_x = grad_w = None
+        if self.needs_input_grad[0]:
+            grad_columns = (self._weight_matrices().swapaxes(-1, -2) @ grad).reshape(
+                self.x.shape[:2] + self.w.shape[2:] + self.out)
+            grad_pad = _padded_zeros(grad, self.x.shape, self.pads)
+            for i, j in taps(self.w.shape[2:]):
+                window = tap(grad_pad, i, j, self.stride, self.out)
+                window += grad_columns[:, :, i, j]
+            grad_x = unpad(grad_pad, self.pads)
+        if self.needs_input_grad[1]:
+            grad_w = _sum_over_images(grad, self._columns()).reshape(self.w.shape)
+        return grad_x, grad_w
+
+
+def _operands(op, x, w, layout):
+    """x and w as float Tensors of rank 4 on one device with one dtype, or a clear error."""
+    x, w = _checks.image_batch(x, op, "x"), _checks.float_tensor(w, "w", op)
+    _checks.expect_rank(w, 4, "w", layout, op)
+    _checks.same_device(op, x=x, w=w)
+    _checks.same_dtype(op, x=x, w=w)
+    return x, w
+
+
+def depthwise_conv2d(x, w, stride=1, padding=0):
+    """Depthwise convolution: channel c of x is filtered by w[c, 0] alone. w: (C, 1, kh, kw).
+
+    padding: int, "valid" or "same" (TensorFlow's rule: extra pixel at the bottom/right).
+    """
+    x, w = _operands("depthwise_conv2d", x, w, "(C, 1, kh, kw)")
+    if w.shape[:2] != (x.shape[1], 1):
+        raise ValueError(f"depthwise_conv2d: w must have shape (C, 1, kh, kw) = ({x.shape[1]}, 1, kh, kw) "
+                         f"for x with {x.shape[1]} channels, got {w.shape}")
+    pads, out = window_geometry(x.shape, w.shape[2:], stride, padding, "depthwise_conv2d")
+    return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads, out=out)
+
+
+def pointwise_conv2d(x, w):
+    """Pointwise (1x1) convolution: every output pixel mixes the C_in channels of one input pixel.
+
+    w: (C_out, C_in, 1, 1). Computed as one matrix product per image.
+    """
+    x, w = _operands("pointwise_conv2d", x, w, "(C_out, C_in, 1, 1)")
+    if w.shape[1:] != (x.shape[1], 1, 1):
+        raise ValueError(f"pointwise_conv2d: w must have shape (C_out, C_in, 1, 1) = (C_out, {x.shape[1]}, 1, 1) "
+                         f"for x with {x.shape[1]} channels, got {w.shape}")
+    return PointwiseConv2d.apply(x, w)
+
+
+def conv2d(x, w, stride=1, padding=0, groups=1):
+    """Grouped 2-D convolution: groups=1 is a regular conv, groups=C_in=C_out a depthwise one.
+
+    w: (C_out, C_in // groups, kh, kw); input channels g*C_in/groups ... (g+1)*C_in/groups - 1 feed only
+    output channels g*C_out/groups ... (g+1)*C_out/groups - 1. padding: int, "valid" or "same" (TensorFlow).
+    """
+    x, w = _operands("conv2d", x, w, "(C_out, C_in // groups, kh, kw)")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    (c_in, c_out), kernel = (x.shape[1], w.shape[0]), w.shape[2:]
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"conv2d: C_in = {c_in} and C_out = {c_out} must both be divisible by groups = {groups}")
+    if w.shape[1] * groups != c_in:
+        raise ValueError(f"conv2d: x has {c_in} channels but w of shape {w.shape} with groups = {groups} "
+                         f"expects C_in = {w.shape[1]} * {groups} = {w.shape[1] * groups}")
+    pads, out = window_geometry(x.shape, kernel, stride, padding, "conv2d")
+    if groups == c_in == c_out:
+        return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads, out=out)
+    if groups == 1 and kernel == (1, 1) and not any(pads[0] + pads[1]):
+        return PointwiseConv2d.apply(x, w, stride=stride)
+    return GroupedConv2d.apply(x, w, stride=stride, pads=pads, out=out, groups=groups)
