@@ -124,3 +124,18 @@ def synchronize(a=None) -> None:
     """Wait for queued GPU work (a no-op on the CPU); used by timers."""
     if _cupy is not None:
         _cupy.cuda.Device().synchronize()
+
+
+def device_name() -> str:
+    """The GPU's name when cuda is available, else "cpu"."""
+    if not cuda_available():
+        return "cpu"
+    props = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def cuda_memory_pool():
+    """CuPy's default device memory pool (for measuring GPU memory); requires cuda."""
+    check_device("cuda")
+    return _cupy.get_default_memory_pool()

@@ -1,0 +1,307 @@
+"""Xception (Chollet, CVPR 2017), exactly the network of the paper's Fig. 5 and Keras' ``applications.Xception``.
+
+    entry flow   block1   Conv 32 3x3 s2 valid, BN, ReLU; Conv 64 3x3 valid, BN, ReLU      299 -> 149 -> 147
+                 block2   Sep 128, BN, ReLU, Sep 128, BN, MaxPool 3x3 s2  (+ 1x1 s2 shortcut)    -> 74
+                 block3   ReLU, Sep 256, BN, ReLU, Sep 256, BN, MaxPool   (+ shortcut)           -> 37
+                 block4   ReLU, Sep 728, BN, ReLU, Sep 728, BN, MaxPool   (+ shortcut)           -> 19
+    middle flow  block5 ... block12: x + 3 x (ReLU, Sep 728, BN), eight distinct blocks          19
+    exit flow    block13  ReLU, Sep 728, BN, ReLU, Sep 1024, BN, MaxPool  (+ shortcut)           -> 10
+                 block14  Sep 1536, BN, ReLU, Sep 2048, BN, ReLU
+    top          global average pool, dropout, Linear 1000 ("predictions")
+
+"Sep" is a depthwise separable convolution (3x3 depthwise then 1x1 pointwise, no activation
+between); every convolution is bias-free and followed by BatchNorm. Module names follow Keras'
+layer names inside each block (``sepconv1``, ``sepconv1_bn``, ``sepconv2_act`` ...), so
+``model.entry_flow.block2.sepconv1`` is Keras' ``block2_sepconv1``. The forward pass returns logits.
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Tensor
+from ..functional._geometry import window_geometry
+from ..nn import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear, MaxPool2d, Module, ReLU,
+                  SeparableConv2d, Sequential, init)
+
+PAPER_CHANNELS = {"conv1": 32, "conv2": 64, "block2": 128, "block3": 256, "block4": 728,
+                  "block13": 1024, "block14_1": 1536, "block14_2": 2048}
+"""Channel counts of Fig. 5; ``width`` multiplies each of them. The middle flow keeps block4's 728."""
+
+MIN_FINAL_SIZE = 3
+"""The exit flow must end on at least a 3x3 map, so block 14's 3x3 convolutions see a full window of real
+pixels. For the paper network this gives Keras' minimum input of 71x71 (71 -> 35 -> 33 -> 17 -> 9 -> 5 -> 3)."""
+
+POOLINGS = {"avg": GlobalAvgPool2d, "max": GlobalMaxPool2d}
+
+
+class EntryStem(Sequential):
+    """Block 1: two plain 3x3 convolutions (32 then 64 channels), each with BN and ReLU."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int, padding, rng):
+        super().__init__(
+            conv1=Conv2d(in_channels, mid_channels, 3, stride=stride, padding=padding, rng=rng),
+            conv1_bn=BatchNorm2d(mid_channels),
+            conv1_act=ReLU(),
+            conv2=Conv2d(mid_channels, out_channels, 3, padding=padding, rng=rng),
+            conv2_bn=BatchNorm2d(out_channels),
+            conv2_act=ReLU(),
+        )
+
+
+class DownBlock(Module):
+    """Entry blocks 2-4 and exit block 13: two separable convs and a stride-2 max pool, plus a shortcut.
+
+        main(x) = [ReLU] Sep, BN, ReLU, Sep, BN, MaxPool 3x3 s2 "same"
+        out     = main(x) + BN(Conv 1x1 s2 (x))          (just main(x) when residual=False)
+
+    Block 2 has no leading ReLU (its input has just been through one). The shortcut reads the
+    block's input x before any ReLU, which is why ReLU returns a new tensor instead of editing x.
+    """
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, leading_relu: bool = True,
+                 stride: int = 2, residual: bool = True, groups=None, intermediate_activation=None, rng=None):
+        super().__init__()
+        sep = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
+        self.leading_relu, self.residual = leading_relu, residual
+        if leading_relu:
+            self.sepconv1_act = ReLU()
+        self.sepconv1 = SeparableConv2d(in_channels, mid_channels, **sep)
+        self.sepconv1_bn = BatchNorm2d(mid_channels)
+        self.sepconv2_act = ReLU()
+        self.sepconv2 = SeparableConv2d(mid_channels, out_channels, **sep)
+        self.sepconv2_bn = BatchNorm2d(out_channels)
+        self.pool = MaxPool2d(3, stride=stride, padding="same")
+        if residual:
+            self.shortcut = Conv2d(in_channels, out_channels, 1, stride=stride, padding="same", rng=rng)
+            self.shortcut_bn = BatchNorm2d(out_channels)
+
+    def forward(self, x):
+        y = self.sepconv1_act(x) if self.leading_relu else x
+        y = self.sepconv1_bn(self.sepconv1(y))
+        y = self.sepconv2_bn(self.sepconv2(self.sepconv2_act(y)))
+        y = self.pool(y)
+        return y + self.shortcut_bn(self.shortcut(x)) if self.residual else y
+
+    def extra_repr(self) -> str:
+        return f"residual={self.residual}"
+
+
+class MiddleBlock(Module):
+    """One of the middle flow's blocks: out = x + 3 x (ReLU, Sep, BN), channels and size unchanged.
+
+    Each block is a new object with its own weights: reusing one block object eight times would
+    silently share its weights (a trap seen in public implementations).
+    """
+
+    def __init__(self, channels: int, residual: bool = True, groups=None, intermediate_activation=None, rng=None):
+        super().__init__()
+        self.residual = residual
+        for i in (1, 2, 3):
+            setattr(self, f"sepconv{i}_act", ReLU())
+            setattr(self, f"sepconv{i}", SeparableConv2d(channels, channels, groups=groups, rng=rng,
+                                                         intermediate_activation=intermediate_activation))
+            setattr(self, f"sepconv{i}_bn", BatchNorm2d(channels))
+
+    def forward(self, x):
+        y = self.sepconv1_bn(self.sepconv1(self.sepconv1_act(x)))
+        y = self.sepconv2_bn(self.sepconv2(self.sepconv2_act(y)))
+        y = self.sepconv3_bn(self.sepconv3(self.sepconv3_act(y)))
+        return x + y if self.residual else y
+
+    def extra_repr(self) -> str:
+        return f"residual={self.residual}"
+
+
+class ExitTail(Sequential):
+    """Block 14: Sep 1536, BN, ReLU, Sep 2048, BN, ReLU (no shortcut, no pool)."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, groups=None,
+                 intermediate_activation=None, rng=None):
+        sep = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
+        super().__init__(
+            sepconv1=SeparableConv2d(in_channels, mid_channels, **sep),
+            sepconv1_bn=BatchNorm2d(mid_channels),
+            sepconv1_act=ReLU(),
+            sepconv2=SeparableConv2d(mid_channels, out_channels, **sep),
+            sepconv2_bn=BatchNorm2d(out_channels),
+            sepconv2_act=ReLU(),
+        )
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"Xception: {name} must be an int >= {minimum}, got {value!r}")
+
+
+class Xception(Module):
+    """The Xception network; the defaults build the paper's (22,855,952 trainable parameters).
+
+    Knobs for the paper's experiments and beyond:
+
+    - ``num_classes``, ``in_channels``: the classifier's outputs and the input's channels;
+    - ``middle_blocks``: how many middle-flow blocks (8 in the paper);
+    - ``width``: multiplies every channel count (rounded to the nearest int, at least 1);
+    - ``residual=False``: drop every shortcut (Fig. 9);
+    - ``intermediate_activation=None | "relu" | "elu"``: inside every separable conv (Fig. 10);
+    - ``groups``: None for depthwise separable convs; g for a grouped spatial conv with g groups
+      (g=1 is a regular conv): the spectrum between Inception-style and Xception convs (Fig. 2-4);
+    - ``dropout``: before the classifier, training only (0.5 in the paper);
+    - ``include_top=False``: stop before the classifier and return features, pooled by
+      ``pooling="avg"`` or ``"max"``, or the (N, C, H, W) map with ``pooling=None``;
+    - ``stem_stride``, ``stem_padding``: block 1's stride (2) and padding ("valid"), and
+      ``exit_stride``: block 13's stride (2); see ``Xception.small`` for small images;
+    - ``bn_momentum``: weight of each new batch in BatchNorm's running statistics (0.01, i.e. Keras' 0.99);
+    - ``seed``: an int (or NumPy Generator) for reproducible weights and dropout masks.
+
+    Inputs are float32 (or float64) arrays or Tensors of shape (N, in_channels, H, W) with H and W
+    at least ``min_input_size`` (71 for the paper network). The forward pass returns logits.
+    """
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, middle_blocks: int = 8, width: float = 1.0,
+                 residual: bool = True, intermediate_activation: str | None = None, groups: int | None = None,
+                 dropout: float = 0.5, include_top: bool = True, pooling: str | None = "avg",
+                 stem_stride: int = 2, stem_padding="valid", exit_stride: int = 2, bn_momentum: float = 0.01,
+                 seed=None):
+        super().__init__()
+        _check_int("num_classes", num_classes, 1)
+        _check_int("in_channels", in_channels, 1)
+        _check_int("middle_blocks", middle_blocks, 0)
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+            raise ValueError(f"Xception: width must be a positive number, got {width!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"Xception: dropout must be a probability in [0, 1), got {dropout!r}")
+        if pooling not in (None, *POOLINGS):
+            raise ValueError(f"Xception: pooling must be 'avg', 'max' or None, got {pooling!r}")
+        if include_top and pooling is None:
+            raise ValueError("Xception: the classifier (include_top=True) needs pooling='avg' or 'max'")
+        self.config = {"num_classes": num_classes, "in_channels": in_channels, "middle_blocks": middle_blocks,
+                       "width": width, "residual": residual, "intermediate_activation": intermediate_activation,
+                       "groups": groups, "dropout": dropout, "include_top": include_top, "pooling": pooling,
+                       "stem_stride": stem_stride, "stem_padding": stem_padding, "exit_stride": exit_stride,
+                       "bn_momentum": bn_momentum}
+        self.in_channels, self.include_top, self.pooling = in_channels, include_top, pooling
+        self.stem_stride, self.stem_padding, self.exit_stride = stem_stride, stem_padding, exit_stride
+        c = {name: max(1, round(n * width)) for name, n in PAPER_CHANNELS.items()}
+        rng = init.default_rng(seed)
+        opts = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
+        self.entry_flow = Sequential(
+            block1=EntryStem(in_channels, c["conv1"], c["conv2"], stem_stride, stem_padding, rng),
+            block2=DownBlock(c["conv2"], c["block2"], c["block2"], leading_relu=False, residual=residual, **opts),
+            block3=DownBlock(c["block2"], c["block3"], c["block3"], residual=residual, **opts),
+            block4=DownBlock(c["block3"], c["block4"], c["block4"], residual=residual, **opts),
+        )
+        self.middle_flow = Sequential(**{f"block{5 + i}": MiddleBlock(c["block4"], residual, **opts)
+                                         for i in range(middle_blocks)})
+        last = 5 + middle_blocks
+        self.exit_flow = Sequential(**{
+            f"block{last}": DownBlock(c["block4"], c["block4"], c["block13"], stride=exit_stride,
+                                      residual=residual, **opts),
+            f"block{last + 1}": ExitTail(c["block13"], c["block14_1"], c["block14_2"], **opts),
+        })
+        if pooling is not None:
+            self.global_pool = POOLINGS[pooling]()
+        if include_top:
+            self.dropout = Dropout(dropout, rng=rng)
+            self.predictions = Linear(c["block14_2"], num_classes, rng=rng)
+        for module in self.modules():
+            if isinstance(module, BatchNorm2d):
+                module.momentum = bn_momentum
+        self.min_input_size = self._smallest_input()
+
+    @classmethod
+    def small(cls, num_classes: int = 10, in_channels: int = 3, **overrides) -> "Xception":
+        """A preset for 32x32 images (digits, CIFAR) that trains in minutes on a laptop CPU.
+
+        The paper shrinks its input 32-fold (stem stride 2, four stride-2 pools: 299 -> 10); a
+        32x32 image would end as a single pixel. So the stem keeps the resolution (stride 1,
+        "same" padding) and block 13 keeps it too (``exit_stride=1``: its max pool and shortcut move by
+        1 pixel): 32 -> 32 -> 16 -> 8 -> 4, and the middle and exit flows work on 4x4 maps (the exit flow
+        must end on at least 3x3, see ``MIN_FINAL_SIZE``). ``width=1/8`` (channels 4, 8, 16, 32, 91,
+        128, 192, 256) and ``middle_blocks=2`` leave about 0.19 M parameters and 5 M multiply-adds
+        per image, yet the full structure: entry/middle/exit flows, separable convs, residuals.
+        ``dropout=0``: a model this small underfits before it overfits. ``bn_momentum=0.1``
+        (PyTorch's default) instead of Keras' 0.01: the running variances start at 1 while the real
+        ones are a few hundredths here, and with 0.01 the start is forgotten only after ~600 steps,
+        far more than a few epochs of digits (~25 steps each), so evaluation would use stale
+        statistics; 0.1 forgets it in ~50 steps. Any argument of ``Xception`` can be overridden,
+        e.g. ``Xception.small(residual=False)`` for Fig. 9.
+        """
+        options = {"num_classes": num_classes, "in_channels": in_channels, "width": 1 / 8, "middle_blocks": 2,
+                   "stem_stride": 1, "stem_padding": "same", "exit_stride": 1, "dropout": 0.0, "bn_momentum": 0.1}
+        return cls(**{**options, **overrides})
+
+    # --- geometry -------------------------------------------------------------
+    def feature_sizes(self, size: int) -> dict[str, int]:
+        """Side length of the feature maps for a size x size input, from the layers' geometry alone.
+
+        Keys are module names: block 1's two convs, then every down block (blocks 2-4 and 13):
+        ``entry_flow.block1.conv1`` 149, ``entry_flow.block1.conv2`` 147, ``entry_flow.block2`` 74,
+        ``entry_flow.block3`` 37, ``entry_flow.block4`` 19, ``exit_flow.block13`` 10 for the paper
+        network at 299. Raises ValueError when a kernel does not fit.
+        """
+        def out(n, stride, padding, op):
+            return window_geometry((n, n), (3, 3), stride, padding, op)[1][0]
+
+        n = out(size, self.stem_stride, self.stem_padding, "block1.conv1")
+        sizes = {"entry_flow.block1.conv1": n}
+        n = sizes["entry_flow.block1.conv2"] = out(n, 1, self.stem_padding, "block1.conv2")
+        for path, block in self.blocks():
+            if isinstance(block, DownBlock):
+                n = sizes[path] = out(n, block.pool.stride, "same", path)
+        return sizes
+
+    def _smallest_input(self) -> int:
+        """The smallest side for which every layer fits and the exit flow ends at least MIN_FINAL_SIZE wide."""
+        size = 1
+        while True:
+            try:
+                if list(self.feature_sizes(size).values())[-1] >= MIN_FINAL_SIZE:
+                    return size
+            except ValueError:
+                pass
+            size += 1
+
+    def blocks(self) -> list[tuple[str, Module]]:
+        """("entry_flow.block1", module), ... for the paper's modules block1 ... block14, in order."""
+        return [(f"{flow}.{name}", block) for flow in ("entry_flow", "middle_flow", "exit_flow")
+                for name, block in getattr(self, flow).named_children()]
+
+    # --- forward ---------------------------------------------------------------
+    def check_input(self, x) -> None:
+        """Raise a clear TypeError/ValueError unless x is a float (N, in_channels, H, W) batch this model can take."""
+        if not isinstance(x, Tensor) and not hasattr(x, "dtype"):
+            raise TypeError(f"Xception: input must be a numpy/cupy array or a Tensor, got {type(x).__name__}")
+        shape, want = tuple(x.shape), self.in_channels
+        if len(shape) != 4:
+            raise ValueError(f"Xception: input must have 4 dimensions (N, C, H, W), got shape {shape}")
+        if shape[1] != want and shape[3] == want:
+            raise ValueError(f"Xception: input of shape {shape} looks like NHWC (channels last); this model takes "
+                             f"NCHW: transpose to NCHW with x.transpose(0, 3, 1, 2)")
+        if shape[1] != want:
+            raise ValueError(f"Xception: expected {want} input channels (N, {want}, H, W), got shape {shape}")
+        if min(shape[2:]) < self.min_input_size:
+            raise ValueError(f"Xception: input height and width must be at least {self.min_input_size} for this "
+                             f"configuration, got {shape[2]}x{shape[3]}")
+        if not backend.is_float_dtype(x.dtype):
+            raise TypeError(f"Xception: input must be a floating point array (float32), got dtype {x.dtype}; "
+                            "convert with x.astype('float32')")
+        weight = self.entry_flow.block1.conv1.weight
+        if x.dtype != weight.dtype:
+            raise TypeError(f"Xception: input dtype {x.dtype} differs from the weights' {weight.dtype}; "
+                            f"convert the input, or the model with model.astype('{x.dtype}')")
+        device = x.device if isinstance(x, Tensor) else backend.device_of(x)
+        if device != weight.device:
+            raise ValueError(f"Xception: input is on {device} but the model is on {weight.device}; "
+                             f"move the input with tx.tensor(x, device='{weight.device}')")
+
+    def forward(self, x):
+        """Logits (N, num_classes); without the top, pooled features (N, C) or the feature map (N, C, H, W)."""
+        self.check_input(x)
+        x = self.exit_flow(self.middle_flow(self.entry_flow(x)))
+        if self.pooling is not None:
+            x = self.global_pool(x)
+        if self.include_top:
+            x = self.predictions(self.dropout(x))
+        return x
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.config.items())
