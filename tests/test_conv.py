@@ -137,6 +137,16 @@ def test_conv2d_special_cases_gradients(device, name):
     check_gradients(lambda x, w: F.conv2d(x, w, stride, padding, groups), x, w, device=device)
 
 
+def test_depthwise_cache_tiles_do_not_change_the_result(monkeypatch):
+    """Depthwise conv works in cache-sized tiles of channels; with tiles of one or two channels the
+    values and gradients must still match the naive loops and central differences."""
+    monkeypatch.setattr(tx.backend, "CPU_CACHE_TILE_BYTES", 100)
+    x, w = random_arrays(3, (2, 5, 6, 7), (5, 1, 3, 3))
+    expected = naive.conv2d(x, w, 1, reference_pads((6, 7), (3, 3), 1, "same"), groups=5)
+    np.testing.assert_allclose(F.depthwise_conv2d(x, w, padding="same").numpy(), expected, rtol=1e-10, atol=1e-12)
+    check_gradients(lambda x, w: F.depthwise_conv2d(x, w, padding="same"), x, w)
+
+
 @pytest.mark.parametrize("x_shape, c_out", [((2, 5, 1, 2), 6), ((2, 2, 3, 3), 2), ((1, 3, 2, 2), 4)],
                          ids=["one-product-over-all-images", "per-image-products", "single-image"])
 def test_pointwise_weight_gradient_both_ways(device, x_shape, c_out):

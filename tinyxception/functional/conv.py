@@ -86,16 +86,34 @@ class _Lines:
         return wide.reshape(grad.shape[:2] + (-1,))
 
 
+def _cache_tiles(a):
+    """Slices of a's channel axis, each holding about backend.cache_tile_bytes(a) of a.
+
+    The k*k tap passes of a depthwise conv re-read their output k*k times; done one cache-sized tile at
+    a time, those re-reads hit the CPU cache instead of main memory (2x faster at 128x147x147). A tile
+    spans many channels (a 728x19x19 layer is a handful of tiles), so this is cache blocking, not a
+    per-channel loop; on the GPU the whole array is one tile.
+    """
+    tile_bytes, channels = backend.cache_tile_bytes(a), a.shape[1]
+    per_channel = max(1, a.nbytes // channels)
+    step = channels if tile_bytes is None else max(1, tile_bytes // per_channel)
+    return [slice(start, start + step) for start in range(0, channels, step)]
+
+
 class DepthwiseConv2d(Function):
     """y[n, c] = sum over taps (i, j) of w[c, 0, i, j] * tap_ij(xpad)[n, c]; w: (C, 1, kh, kw)."""
 
     def forward(self, x, w, stride, pads, out):
         xp = backend.array_module(x)
         self.x, self.w, self.lines = x, w, _Lines(x.shape, pads, w.shape[2:], stride, out)
-        y = xp.zeros(x.shape[:2] + (self.lines.wide[0] * self.lines.wide[1],), dtype=x.dtype)
-        tmp = xp.empty_like(y)
-        for i, j, line_tap in self.lines.taps(self.lines.lay_out(x)):
-            y += xp.multiply(line_tap, w[:, 0, i, j, None], out=tmp)
+        lines = self.lines.lay_out(x)
+        y = xp.empty(x.shape[:2] + (self.lines.wide[0] * self.lines.wide[1],), dtype=x.dtype)
+        for tile in _cache_tiles(y):
+            y_tile, tmp = y[:, tile], xp.empty_like(y[:, tile])
+            for k, (i, j, line_tap) in enumerate(self.lines.taps(lines[:, tile])):
+                product = xp.multiply(line_tap, w[tile, 0, i, j, None], out=y_tile if k == 0 else tmp)
+                if k:
+                    y_tile += product
         return xp.ascontiguousarray(self.lines.crop(y))
 
     def backward(self, grad):
@@ -105,9 +123,10 @@ class DepthwiseConv2d(Function):
         grad_x = grad_w = None
         if self.needs_input_grad[0]:
             grad_lines = xp.zeros(grad.shape[:2] + (self.lines.rows * self.lines.row,), dtype=grad.dtype)
-            tmp = xp.empty_like(grad)
-            for i, j, line_tap in self.lines.taps(grad_lines):
-                line_tap += xp.multiply(grad, self.w[:, 0, i, j, None], out=tmp)
+            for tile in _cache_tiles(grad_lines):
+                grad_tile, tmp = grad[:, tile], xp.empty_like(grad[:, tile])
+                for i, j, line_tap in self.lines.taps(grad_lines[:, tile]):
+                    line_tap += xp.multiply(grad_tile, self.w[tile, 0, i, j, None], out=tmp)
             grad_x = self.lines.image(grad_lines)
         if self.needs_input_grad[1]:
             grad_w = xp.empty_like(self.w)
