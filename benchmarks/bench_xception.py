@@ -1,0 +1,262 @@
+"""Time tinyxception against PyTorch on the same machine, in one process, side by side.
+
+    python benchmarks/bench_xception.py                 # CPU, markdown table
+    python benchmarks/bench_xception.py --device cuda   # GPU (CuPy vs PyTorch CUDA)
+    python benchmarks/bench_xception.py --json out.json
+
+Rows: eval forward (batch 1 and 8, 299x299), one training step (forward, cross-entropy, backward,
+SGD update; batch 8), per-op microbenchmarks at Xception's real shapes, and the peak memory of the
+training step. Every time is the median of --repeats runs after --warmup runs. PyTorch (eager, fp32,
+same thread count) is timed when it is installed; without it only our numbers are printed.
+Peak memory is measured in a fresh subprocess per framework (CPU: growth of the peak resident set
+during one step; GPU: bytes held by the allocator after one step).
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import tinyxception as tx
+import tinyxception.functional as F
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+def median_time(fn, sync, warmup, repeats):
+    """Median wall time of fn() in seconds, after warm-up runs; sync() waits for the GPU."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# --- the cases, once per framework ---------------------------------------------------------------
+
+def network_cases(model, batch1, batch8, train_step, no_grad):
+    """The whole-network rows: eval forward at batch 1 and 8, one training step at batch 8."""
+    def forward(x):
+        model.eval()
+        with no_grad():
+            model(x)
+
+    def train():
+        model.train()
+        train_step()
+
+    return {"eval forward, batch 1": (lambda: forward(batch1), None, None),
+            "eval forward, batch 8": (lambda: forward(batch8), None, None),
+            "train step, batch 8": (train, None, None)}
+
+
+# --- per-framework set-up ----------------------------------------------------------------------
+
+def ours_cases(device):
+    """name -> (callable, work, unit) for tinyxception on `device`."""
+    xp = tx.backend.array_module(tx.tensor([0.0], device=device).data)
+    rng = np.random.default_rng(0)
+
+    def arr(*shape):
+        return tx.tensor(rng.standard_normal(shape).astype(np.float32), device=device)
+
+    model = tx.Xception(seed=0).to(device)
+    batch1, batch8 = arr(1, 3, 299, 299), arr(8, 3, 299, 299)
+    labels = tx.tensor(rng.integers(0, 1000, 8), device=device)
+    optimizer = tx.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def train_step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(batch8), labels).backward()
+        optimizer.step()
+
+    cases = network_cases(model, batch1, batch8, train_step, tx.no_grad)
+    with tx.no_grad():
+        cases.update(_ours_ops(arr, xp))
+    return cases
+
+
+def _ours_ops(arr, xp):
+    dw_small, w_small = arr(1, 728, 19, 19), arr(728, 1, 3, 3)
+    dw_big, w_big = arr(1, 128, 147, 147), arr(128, 1, 3, 3)
+    pw_w = arr(728, 728, 1, 1)
+    gamma, beta, mean, var = (arr(728) for _ in range(4))
+    var.data[...] = xp.abs(var.data) + 0.5
+    bn_x, pool_x = arr(8, 728, 19, 19), arr(1, 128, 147, 147)
+    return {
+        "depthwise 3x3, 728x19x19": (lambda: F.depthwise_conv2d(dw_small, w_small, padding="same"), *_dw_flops(dw_small.shape)),
+        "depthwise 3x3, 128x147x147": (lambda: F.depthwise_conv2d(dw_big, w_big, padding="same"), *_dw_flops(dw_big.shape)),
+        "pointwise 728->728, 19x19": (lambda: F.pointwise_conv2d(dw_small, pw_w), 2 * 728 * 728 * 361 / 1e9, "GFLOP/s"),
+        "batch norm (eval), 8x728x19x19": (lambda: F.batch_norm(bn_x, gamma, beta, mean.data, var.data, training=False),
+                                           2 * bn_x.size * 4 / 1e9, "GB/s"),
+        "max pool 3x3 s2, 128x147x147": (lambda: F.max_pool2d(pool_x, 3, 2, "same"), (pool_x.size + 128 * 74 * 74) * 4 / 1e9, "GB/s"),
+    }
+
+
+def _dw_flops(shape):
+    return 2 * 9 * shape[1] * shape[2] * shape[3] / 1e9, "GFLOP/s"
+
+
+def torch_cases(device):
+    """The same cases in PyTorch eager mode."""
+    sys.path.insert(0, str(HERE))
+    from torch_xception import xception
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+
+    def arr(*shape):
+        return torch.randn(*shape, generator=gen).to(dev)
+
+    model = xception().to(dev)
+    batch1, batch8 = arr(1, 3, 299, 299), arr(8, 3, 299, 299)
+    labels = torch.randint(0, 1000, (8,), generator=gen).to(dev)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tf = torch.nn.functional
+
+    def train_step():
+        optimizer.zero_grad()
+        tf.cross_entropy(model(batch8), labels).backward()
+        optimizer.step()
+
+    dw_small, w_small, dw_big, w_big = arr(1, 728, 19, 19), arr(728, 1, 3, 3), arr(1, 128, 147, 147), arr(128, 1, 3, 3)
+    pw_w, bn_x, pool_x = arr(728, 728, 1, 1), arr(8, 728, 19, 19), arr(1, 128, 147, 147)
+    gamma, beta, mean, var = arr(728), arr(728), arr(728), arr(728).abs() + 0.5
+    ops = {
+        "depthwise 3x3, 728x19x19": lambda: tf.conv2d(dw_small, w_small, padding=1, groups=728),
+        "depthwise 3x3, 128x147x147": lambda: tf.conv2d(dw_big, w_big, padding=1, groups=128),
+        "pointwise 728->728, 19x19": lambda: tf.conv2d(dw_small, pw_w),
+        "batch norm (eval), 8x728x19x19": lambda: tf.batch_norm(bn_x, mean, var, gamma, beta, False, 0.0, 1e-3),
+        "max pool 3x3 s2, 128x147x147": lambda: tf.max_pool2d(pool_x, 3, 2, 1),
+    }
+
+    def no_grad(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    cases = network_cases(model, batch1, batch8, train_step, torch.no_grad)
+    cases.update({name: (no_grad(fn), None, None) for name, fn in ops.items()})
+    return cases
+
+
+# --- peak memory of one training step, each framework in its own process -----------------------
+
+def _rss_kib(field):
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_step_memory(framework, device):
+    """MiB of memory one training step needs beyond the model itself (run in a child process)."""
+    cases = ours_cases(device) if framework == "tinyxception" else torch_cases(device)
+    step = cases["train step, batch 8"][0]
+    if device == "cuda":
+        step()  # warm up kernels and the allocator, then measure what a step holds
+        if framework == "tinyxception":
+            pool = tx.backend.cuda_memory_pool()
+            pool.free_all_blocks()
+            step()
+            return pool.total_bytes() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        return torch.cuda.max_memory_allocated() / 2**20
+    before = _rss_kib("VmRSS")
+    pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set (Linux)
+    step()
+    return (_rss_kib("VmHWM") - before) / 1024
+
+
+def step_memory_in_subprocess(framework, device):
+    out = subprocess.run([sys.executable, __file__, "--memory-of", framework, "--device", device],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+# --- report -------------------------------------------------------------------------------------
+
+def run(args):
+    sync = (lambda: tx.backend.synchronize()) if args.device == "cuda" else (lambda: None)
+    ours = ours_cases(args.device)
+    theirs = torch_cases(args.device) if torch is not None else {}
+    torch_sync = (lambda: torch.cuda.synchronize()) if args.device == "cuda" else (lambda: None)
+    rows = []
+    for name, (fn, work, unit) in ours.items():
+        if args.only and args.only not in name:
+            continue
+        ours_s = median_time(fn, sync, args.warmup, args.repeats)
+        torch_s = median_time(theirs[name][0], torch_sync, args.warmup, args.repeats) if name in theirs else None
+        rate = f"{work / ours_s:.1f} {unit}" if work else ""
+        rows.append({"case": name, "tinyxception_ms": ours_s * 1e3,
+                     "pytorch_ms": None if torch_s is None else torch_s * 1e3,
+                     "ratio": None if torch_s is None else ours_s / torch_s, "rate": rate})
+    if not args.only and not args.no_memory:
+        ours_mb = step_memory_in_subprocess("tinyxception", args.device)
+        torch_mb = step_memory_in_subprocess("torch", args.device) if torch is not None else None
+        rows.append({"case": "train step peak memory, batch 8 (MiB)", "tinyxception_ms": ours_mb,
+                     "pytorch_ms": torch_mb, "ratio": None if torch_mb is None else ours_mb / torch_mb, "rate": ""})
+    return rows
+
+
+def machine_line(device):
+    threads = torch.get_num_threads() if torch is not None else os.cpu_count()
+    line = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}, "
+            f"PyTorch {torch.__version__ if torch is not None else 'not installed'}")
+    return line + (f", GPU {tx.backend.device_name()}" if device == "cuda" else "")
+
+
+def markdown(rows, args):
+    lines = [f"device: {args.device}; {machine_line(args.device)}; median of {args.repeats} after {args.warmup} warm-up",
+             "", "| case | tinyxception | PyTorch | ratio | tinyxception rate |", "| --- | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        unit = "" if "MiB" in r["case"] else " ms"
+        theirs = "n/a" if r["pytorch_ms"] is None else f"{r['pytorch_ms']:.1f}{unit}"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(f"| {r['case']} | {r['tinyxception_ms']:.1f}{unit} | {theirs} | {ratio} | {r['rate']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory row")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--memory-of", choices=["tinyxception", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_of:
+        print(measure_step_memory(args.memory_of, args.device))
+        return 0
+    if torch is not None and args.device == "cpu":
+        torch.set_num_threads(os.cpu_count())
+    rows = run(args)
+    print(markdown(rows, args))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"device": args.device, "machine": machine_line(args.device),
+                                                       "repeats": args.repeats, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
