@@ -211,9 +211,11 @@ class Function:
         return out
 
     def forward(self, *arrays, **options):
+        """Compute the result array from the input arrays; keep on self what backward needs."""
         raise NotImplementedError
 
     def backward(self, grad):
+        """Turn d(loss)/d(result) into d(loss)/d(input) for every array input (None where not needed)."""
         raise NotImplementedError
 
     def release(self) -> None:
@@ -224,6 +226,8 @@ class Function:
 # --- elementary arithmetic (broadcasting is undone by unbroadcast in backward) ---
 
 class Add(Function):
+    """a + b."""
+
     def forward(self, a, b):
         return a + b
 
@@ -232,6 +236,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """a - b."""
+
     def forward(self, a, b):
         return a - b
 
@@ -240,6 +246,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """a * b (element-wise)."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -250,6 +258,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    """a / b (element-wise)."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -260,6 +270,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    """-a."""
+
     def forward(self, a):
         return -a
 
@@ -283,6 +295,8 @@ class MatMul(Function):
 
 
 class Sum(Function):
+    """a.sum(axis, keepdims)."""
+
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
         return a.sum(axis=axis, keepdims=keepdims)
@@ -295,6 +309,8 @@ class Sum(Function):
 
 
 class Reshape(Function):
+    """a.reshape(shape): the gradient is reshaped back."""
+
     def forward(self, a, shape):
         self.shape = a.shape
         return a.reshape(shape)
@@ -304,6 +320,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    """a.transpose(axes): the gradient is transposed by the inverse permutation."""
+
     def forward(self, a, axes=None):
         self.axes = axes
         return a.transpose(axes)
@@ -315,6 +333,8 @@ class Transpose(Function):
 
 
 class GetItem(Function):
+    """a[index] (basic or integer-array indexing)."""
+
     def forward(self, a, index):
         self.shape, self.index = a.shape, index
         return a[index]
@@ -340,11 +360,25 @@ Tensor.__truediv__, Tensor.__rtruediv__ = _binary(Div), _binary(Div, reverse=Tru
 Tensor.__matmul__, Tensor.__rmatmul__ = _binary(MatMul), _binary(MatMul, reverse=True)
 Tensor.__neg__ = lambda self: Neg.apply(self)
 Tensor.__getitem__ = lambda self, index: GetItem.apply(self, index=index)
-Tensor.sum = lambda self, axis=None, keepdims=False: Sum.apply(self, axis=axis, keepdims=keepdims)
-Tensor.reshape = lambda self, *shape: Reshape.apply(
-    self, shape=shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
-Tensor.transpose = lambda self, *axes: Transpose.apply(self, axes=axes or None)
-Tensor.T = property(lambda self: self.transpose())
+
+
+def _sum(self, axis=None, keepdims=False):
+    """Sum over `axis` (all axes by default)."""
+    return Sum.apply(self, axis=axis, keepdims=keepdims)
+
+
+def _reshape(self, *shape):
+    """The same values in a new shape: t.reshape(2, 3) or t.reshape((2, 3))."""
+    return Reshape.apply(self, shape=shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+
+def _transpose(self, *axes):
+    """Permute the axes (reverse them when none are given)."""
+    return Transpose.apply(self, axes=axes or None)
+
+
+Tensor.sum, Tensor.reshape, Tensor.transpose = _sum, _reshape, _transpose
+Tensor.T = property(_transpose, doc="The tensor with its axes reversed.")
 
 
 def _mean(self, axis=None, keepdims=False):

@@ -1,0 +1,5 @@
+// MathJax reads the \( ... \) and \[ ... \] spans that pymdownx.arithmatex (generic mode) writes.
+window.MathJax = {
+  tex: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true, processEnvironments: true },
+  options: { ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex" }
+};
