@@ -8,6 +8,8 @@ Rows: eval forward (batch 1 and 8, 299x299), one training step (forward, cross-e
 SGD update; batch 8), per-op microbenchmarks at Xception's real shapes, and the peak memory of the
 training step. Every time is the median of --repeats runs after --warmup runs. PyTorch (eager, fp32,
 same thread count) is timed when it is installed; without it only our numbers are printed.
+Both use every core unless OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) says otherwise, e.g.
+``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_xception.py`` for one thread each.
 Peak memory is measured in a fresh subprocess per framework (CPU: growth of the peak resident set
 during one step; GPU: bytes held by the allocator after one step).
 """
@@ -216,8 +218,13 @@ def run(args):
     return rows
 
 
+def blas_threads():
+    """The thread count NumPy's BLAS uses (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else every core); PyTorch gets the same."""
+    return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count())
+
+
 def machine_line(device):
-    threads = torch.get_num_threads() if torch is not None else os.cpu_count()
+    threads = blas_threads()
     line = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"PyTorch {torch.__version__ if torch is not None else 'not installed'}")
@@ -249,7 +256,7 @@ def main(argv=None):
         print(measure_step_memory(args.memory_of, args.device))
         return 0
     if torch is not None and args.device == "cpu":
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(blas_threads())
     rows = run(args)
     print(markdown(rows, args))
     if args.json:

@@ -1,0 +1,304 @@
+"""A training loop: mini-batches, validation each epoch, a progress bar, a history and its plot.
+
+    import tinyxception as tx
+    x, y = tx.data.load_digits()
+    train, val = tx.data.train_val_split(x, y, val_fraction=0.2, seed=0)
+    model = tx.Xception.small(num_classes=10, in_channels=1, seed=0)
+    opt = tx.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    history = tx.train.fit(model, train, val, epochs=10, optimizer=opt, batch_size=64)
+    tx.train.plot_history(history, "digits.png")
+
+Data stay NumPy arrays on the host; each batch is copied to the model's device
+just before the forward pass, so the same loop trains on the CPU or a GPU.
+The command line front end is ``python -m tinyxception train`` (see ``run_train``).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+
+from . import backend
+from . import functional as F
+from .autograd import no_grad
+from .data import DATASETS, batches, import_extra, load_dataset, train_val_split
+from .io import save
+from .models.xception import Xception
+from .optim import SGD, ExponentialMovingAverage, RMSProp, StepDecay
+
+np = backend.cpu_module()
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch records of a ``fit`` run; every field is a list with one entry per epoch."""
+
+    epoch: list = dataclasses.field(default_factory=list)
+    train_loss: list = dataclasses.field(default_factory=list)
+    train_acc: list = dataclasses.field(default_factory=list)
+    val_loss: list = dataclasses.field(default_factory=list)
+    val_acc: list = dataclasses.field(default_factory=list)
+    lr: list = dataclasses.field(default_factory=list)
+    time: list = dataclasses.field(default_factory=list)
+
+    def append(self, **row) -> None:
+        """Add one epoch: a value for every field."""
+        names = [field.name for field in dataclasses.fields(self)]
+        if sorted(row) != sorted(names):
+            raise ValueError(f"History.append needs exactly the fields {names}, got {sorted(row)}")
+        for name, value in row.items():
+            getattr(self, name).append(value)
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    @property
+    def best_val_acc(self) -> float:
+        """The highest validation accuracy of any epoch."""
+        return max(self.val_acc)
+
+    @property
+    def total_time(self) -> float:
+        """Wall-clock seconds of all epochs together (training and validation)."""
+        return sum(self.time)
+
+
+class _Meter:
+    """Running sums for a mean loss and an accuracy over the batches of an epoch."""
+
+    def __init__(self):
+        self.loss_sum, self.correct, self.count = 0.0, 0, 0
+
+    def add(self, loss: float, correct: int, n: int) -> None:
+        self.loss_sum += loss * n
+        self.correct += correct
+        self.count += n
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.count
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count
+
+
+def _device_of(model) -> str:
+    """The device of the model's first parameter."""
+    return next(iter(model.parameters())).device
+
+
+def _batch(model, xb, yb, device):
+    """Forward one batch: the loss tensor and the number of correct predictions."""
+    labels = backend.to_device(yb, device)
+    logits = model(backend.to_device(xb, device))
+    correct = int((logits.data.argmax(axis=1) == labels).sum())
+    return F.cross_entropy(logits, labels), correct
+
+
+def evaluate(model, x, y, batch_size: int = 256):
+    """``(mean loss, accuracy)`` of the model on ``x, y`` in eval mode, without recording a graph.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training, device, meter = model.training, _device_of(model), _Meter()
+    model.eval()
+    try:
+        with no_grad():
+            for xb, yb in batches(x, y, batch_size, shuffle=False):
+                loss, correct = _batch(model, xb, yb, device)
+                meter.add(loss.item(), correct, len(yb))
+    finally:
+        model.train(was_training)
+    return meter.loss, meter.accuracy
+
+
+def _progress_bar(enabled: bool, total: int, desc: str):
+    """A tqdm bar when wanted and tqdm is installed (extra ``progress``), else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stdout)
+
+
+def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 64, device: str = "cpu",
+        schedule: StepDecay | None = None, ema: ExponentialMovingAverage | None = None, progress: bool = True,
+        checkpoint=None, seed=None) -> History:
+    """Train ``model`` for ``epochs`` passes over ``train_data = (x, y)``, validating on ``val_data`` each epoch.
+
+    Each epoch reshuffles the training set (reproducibly for a ``seed``) and
+    drops the incomplete last batch, so BatchNorm never sees a batch of one.
+    ``schedule`` is stepped after every epoch or every batch (its ``unit``);
+    ``ema`` is updated after every optimiser step and, when given, validation and
+    the checkpoint use the averaged weights (the paper evaluates that way).
+    ``checkpoint`` is a path that ``tx.save`` overwrites after each epoch.
+    The model is moved to ``device`` first; make ``ema`` after moving it (its
+    averages live where the weights were), as ``setup_training`` does. With ``progress`` a tqdm bar shows the running loss and accuracy and one
+    line per epoch is printed. Returns the per-epoch ``History``.
+    """
+    x_train, y_train = train_data
+    if len(x_train) < batch_size:
+        raise ValueError(f"the training set ({len(x_train)} samples) is smaller than one batch ({batch_size})")
+    model.to(backend.check_device(device))
+    rng = np.random.default_rng(seed)
+    steps = len(x_train) // batch_size
+    history = History()
+    for epoch in range(1, epochs + 1):
+        start, lr, meter = time.perf_counter(), optimizer.lr, _Meter()
+        bar = _progress_bar(progress, steps, f"epoch {epoch}/{epochs}")
+        model.train()
+        for xb, yb in batches(x_train, y_train, batch_size, seed=rng, drop_last=True):
+            loss, correct = _batch(model, xb, yb, device)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if ema is not None:
+                ema.update()
+            if schedule is not None and schedule.unit == "step":
+                schedule.step()
+            meter.add(loss.item(), correct, len(yb))
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{meter.loss:.4f}", acc=f"{meter.accuracy:.3f}")
+        if bar is not None:
+            bar.close()
+        if schedule is not None and schedule.unit == "epoch":
+            schedule.step()
+        with ema.averaged() if ema is not None else contextlib.nullcontext():
+            val_loss, val_acc = evaluate(model, *val_data, batch_size=max(batch_size, 256))
+            if checkpoint is not None:
+                save(model, checkpoint)
+        backend.synchronize()
+        history.append(epoch=epoch, train_loss=meter.loss, train_acc=meter.accuracy, val_loss=val_loss,
+                       val_acc=val_acc, lr=lr, time=time.perf_counter() - start)
+        if progress:
+            print(f"epoch {epoch}/{epochs}  train loss {meter.loss:.4f} acc {meter.accuracy:.2%}  "
+                  f"val loss {val_loss:.4f} acc {val_acc:.2%}  lr {lr:.4g}  {history.time[-1]:.1f} s", flush=True)
+    return history
+
+
+def plot_history(history: History, path, title: str | None = None) -> None:
+    """Save loss and accuracy curves (train and validation per epoch) to an image file (extra ``plot``)."""
+    figure_module = import_extra("matplotlib.figure", "plot", "plotting")
+    fig = figure_module.Figure(figsize=(10, 4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+        ax.plot(history.epoch, getattr(history, f"train_{metric}"), "o-", label="train")
+        ax.plot(history.epoch, getattr(history, f"val_{metric}"), "s-", label="validation")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+
+
+# --- command line: python -m tinyxception train ... -----------------------------------------------
+
+SHORT_RUN_BN_MOMENTUM = 0.1
+"""BatchNorm momentum for runs of a few hundred steps. With Keras' 0.01 (the model's default) the running
+statistics average over the last ~100 steps and start from mean 0, variance 1, so after a short run they do
+not describe the trained network and evaluation-mode accuracy stays at chance (measured on digits: at most
+18% over 10 epochs while training accuracy reached 99.9%); see docs/training.md."""
+
+EMA_DECAY = 0.99
+"""Decay of the Polyak averages that the command line evaluates by default (with TensorFlow's warm-up,
+``ExponentialMovingAverage``): on digits they lift validation accuracy from 99.2% to 99.7% and smooth its
+curve; see docs/training.md."""
+
+OPTIMIZERS = {
+    "sgd": lambda params, lr: SGD(params, lr=lr, momentum=0.9, nesterov=True),
+    "rmsprop": lambda params, lr: RMSProp(params, lr=lr),
+}
+
+
+def add_common_arguments(parser, epochs: int = 10) -> None:
+    """The options shared by ``train`` and ``ablation``: data, budget, optimiser, device."""
+    parser.add_argument("--dataset", default="digits", choices=sorted(DATASETS),
+                        help="digits: scikit-learn's 8x8 digits upsampled to 32x32 (extra 'digits'); "
+                             "shapes: built-in procedurally drawn shapes")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
+    parser.add_argument("--optimizer", default="sgd", choices=sorted(OPTIMIZERS),
+                        help="sgd: SGD with Nesterov momentum 0.9 (the paper's ImageNet runs: momentum 0.9); "
+                             "rmsprop: TensorFlow's RMSProp (the paper's JFT runs)")
+    parser.add_argument("--lr-decay", type=float, default=0.94,
+                        help="multiply the lr by this every --decay-every epochs (paper: 0.94 every 2)")
+    parser.add_argument("--decay-every", type=int, default=2)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
+    parser.add_argument("--bn-momentum", type=float, default=SHORT_RUN_BN_MOMENTUM,
+                        help="weight of each batch in BatchNorm's running statistics (default %(default)s; "
+                             "Keras' 0.01 needs thousands of steps to forget the initial statistics)")
+    parser.add_argument("--ema", type=float, default=EMA_DECAY, metavar="DECAY",
+                        help="validate (and checkpoint) Polyak-averaged weights, an exponential moving average of "
+                             "this decay, as the paper evaluates (default %(default)s; 0 turns it off)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar or epoch lines")
+
+
+def add_train_arguments(parser) -> None:
+    """Options of ``python -m tinyxception train``."""
+    add_common_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffling and the model's weights")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="save loss/accuracy curves here (extra 'plot')")
+    parser.add_argument("--checkpoint", default=None, metavar="NPZ", help="save the weights here after each epoch")
+
+
+def prepare_data(dataset, val_fraction: float = 0.2, seed=0):
+    """Split a dataset (a name from ``DATASETS`` or ``(x, y)`` arrays): ``(train, val, num_classes, in_channels)``."""
+    x, y = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    train, val = train_val_split(x, y, val_fraction=val_fraction, seed=seed)
+    return train, val, int(y.max()) + 1, x.shape[1]
+
+
+def data_from_args(args, command: str):
+    """Check the device and the plot extra, then load ``(x, y)``; on failure print one line and return None."""
+    try:
+        backend.check_device(args.device)
+        if args.plot:
+            import_extra("matplotlib.figure", "plot", "--plot")
+        return load_dataset(args.dataset)
+    except (ImportError, ValueError, RuntimeError) as err:
+        print(f"tinyxception {command}: error: {err}", file=sys.stderr)
+        return None
+
+
+def setup_training(model, device: str = "cpu", optimizer: str = "sgd", lr: float = 0.05, lr_decay: float = 0.94,
+                   decay_every: int = 2, ema: float | None = EMA_DECAY):
+    """Move the model to ``device``, then make ``(optimizer, schedule, averages)`` for ``fit``.
+
+    The optimiser comes from ``OPTIMIZERS``, the schedule is a per-epoch ``StepDecay``
+    and the averages an ``ExponentialMovingAverage`` of decay ``ema`` (None when
+    ``ema`` is 0 or None). Moving first puts the averages on the model's device.
+    """
+    model.to(device)
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr)
+    averages = ExponentialMovingAverage(model, decay=ema) if ema else None
+    return opt, StepDecay(opt, factor=lr_decay, every=decay_every), averages
+
+
+def run_train(args) -> int:
+    """Run ``python -m tinyxception train``: exit code 0, or 2 after a one-line error (missing extra, bad setting)."""
+    loaded = data_from_args(args, "train")
+    if loaded is None:
+        return 2
+    train, val, num_classes, in_channels = prepare_data(loaded, args.val_fraction, args.seed)
+    model = Xception.small(num_classes=num_classes, in_channels=in_channels, seed=args.seed,
+                           bn_momentum=args.bn_momentum)
+    optimizer, schedule, ema = setup_training(model, args.device, args.optimizer, args.lr, args.lr_decay,
+                                              args.decay_every, args.ema)
+    history = fit(model, train, val, args.epochs, optimizer, batch_size=args.batch_size, device=args.device,
+                  schedule=schedule, ema=ema, progress=args.progress, checkpoint=args.checkpoint, seed=args.seed)
+    print(f"best validation accuracy {history.best_val_acc:.2%}, final {history.val_acc[-1]:.2%}, "
+          f"{history.total_time:.1f} s in total")
+    if args.plot:
+        plot_history(history, args.plot, title=f"Xception.small on {args.dataset}")
+        print(f"saved {args.plot}")
+    return 0
