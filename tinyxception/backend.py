@@ -115,8 +115,9 @@ def is_float_dtype(dtype) -> bool:
     return numpy.dtype(dtype) in float_dtypes
 
 
-CPU_CACHE_TILE_BYTES = 1 << 18
-"""Working set for cache-blocked CPU loops: a quarter megabyte stays in a core's L2 cache."""
+CPU_CACHE_TILE_BYTES = 1 << 19
+"""Working set for cache-blocked CPU loops: half a megabyte (with its temporaries) fits a 1 MiB L2 cache;
+measured 3-15% faster than a quarter megabyte on Xception's depthwise layers, 1 MiB was slower at 728x19x19."""
 
 
 def cache_tile_bytes(a) -> int | None:
