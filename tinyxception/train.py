@@ -24,7 +24,7 @@ from . import functional as F
 from .autograd import no_grad
 from .data import DATASETS, batches, import_extra, load_dataset, train_val_split
 from .io import save
-from .models.xception import Xception
+from .models.xception import SMALL_BN_MOMENTUM as SHORT_RUN_BN_MOMENTUM, Xception
 from .optim import SGD, ExponentialMovingAverage, RMSProp, StepDecay
 
 np = backend.cpu_module()
@@ -200,12 +200,6 @@ def plot_history(history: History, path, title: str | None = None) -> None:
 
 
 # --- command line: python -m tinyxception train ... -----------------------------------------------
-
-SHORT_RUN_BN_MOMENTUM = 0.1
-"""BatchNorm momentum for runs of a few hundred steps. With Keras' 0.01 (the model's default) the running
-statistics average over the last ~100 steps and start from mean 0, variance 1, so after a short run they do
-not describe the trained network and evaluation-mode accuracy stays at chance (measured on digits: at most
-18% over 10 epochs while training accuracy reached 99.9%); see docs/training.md."""
 
 EMA_DECAY = 0.99
 """Decay of the Polyak averages that the command line evaluates by default (with TensorFlow's warm-up,
