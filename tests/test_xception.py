@@ -295,6 +295,31 @@ def test_small_preset_trains_on_a_tiny_batch():
     assert losses[-1] < losses[0] / 4, losses
 
 
+def test_training_step_stays_float32(monkeypatch):
+    """No silent float64: in a float32 training step (forward, loss, backward, SGD with momentum) every op's
+    output, every gradient, the running statistics and the updated weights stay float32. One float64
+    constant anywhere would double the memory traffic of everything after it."""
+    from tinyxception import autograd
+    seen = set()
+    apply = autograd.Function.apply.__func__
+
+    def recording_apply(cls, *inputs, **options):
+        out = apply(cls, *inputs, **options)
+        seen.add((cls.__name__, str(out.dtype)))
+        return out
+
+    monkeypatch.setattr(autograd.Function, "apply", classmethod(recording_apply))
+    model = tx.Xception.small(num_classes=4, in_channels=1, seed=0)
+    optimizer = tx.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32), np.arange(4)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    assert {dtype for _, dtype in seen} == {"float32"}, sorted(seen)
+    assert {p.grad.dtype for p in model.parameters()} == {np.dtype(np.float32)}
+    assert {v.dtype for v in model.state_dict().values()} == {np.dtype(np.float32)}
+
+
 def test_full_model_gradients_match_central_differences():
     """Backpropagation through the whole network (train mode, batch-statistics BN, 1 middle block, width 1/8,
     71x71, float64) agrees with central differences on sampled weights of every kind of layer and the input.
