@@ -25,7 +25,7 @@ from . import backend
 from .data import import_extra
 from .models.xception import Xception
 from .train import (EMA_DECAY, SHORT_RUN_BN_MOMENTUM, History, add_common_arguments, data_from_args, fit,
-                    prepare_data, setup_training)
+                    prepare_data, setup_training, style_epoch_axes)
 
 np = backend.cpu_module()
 
@@ -129,12 +129,8 @@ def plot_ablations(runs: list[Run], path) -> None:
             line, = ax.plot(epochs, acc.mean(axis=0), "o-", label=label)
             if len(acc) > 1:
                 ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.15)
-        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        style_epoch_axes(ax, "validation accuracy")
     seeds = len(next(iter(groups.values())))
     if seeds > 1:
         fig.suptitle(f"mean of {seeds} seeds; shaded: lowest to highest")

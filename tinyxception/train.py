@@ -181,6 +181,15 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
     return history
 
 
+def style_epoch_axes(ax, ylabel: str) -> None:
+    """The shared look of every per-epoch plot: whole-number epochs on x, a label on y, a grid, a legend."""
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def plot_history(history: History, path, title: str | None = None) -> None:
     """Save loss and accuracy curves (train and validation per epoch) to an image file (extra ``plot``)."""
     figure_module = import_extra("matplotlib.figure", "plot", "plotting")
@@ -189,11 +198,7 @@ def plot_history(history: History, path, title: str | None = None) -> None:
     for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
         ax.plot(history.epoch, getattr(history, f"train_{metric}"), "o-", label="train")
         ax.plot(history.epoch, getattr(history, f"val_{metric}"), "s-", label="validation")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        style_epoch_axes(ax, label)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=120)

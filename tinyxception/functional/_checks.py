@@ -5,6 +5,19 @@ from .. import backend
 from ..autograd import Tensor, as_tensor
 
 
+def is_int(value, minimum: int = 1) -> bool:
+    """True for an int (not a bool, which Python counts as an int) of at least `minimum`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def int_pair(value, what: str) -> tuple[int, int]:
+    """A kernel size as (kh, kw): an int k means (k, k); ValueError (starting with `what`) unless positive ints."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(is_int(v) for v in pair):
+        raise ValueError(f"{what} must be a positive int or a pair (kh, kw) of them, got {value!r}")
+    return pair
+
+
 def float_tensor(x, name: str, op: str) -> Tensor:
     """x as a Tensor, or a TypeError when it is not a floating point array."""
     t = as_tensor(x)

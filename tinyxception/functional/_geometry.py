@@ -8,6 +8,7 @@ so an op can loop over the k*k taps (never over channels) and do whole-array wor
 from __future__ import annotations
 
 from .. import backend
+from ._checks import is_int
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -23,14 +24,14 @@ def resolve_padding(padding, size: tuple[int, int], kernel: tuple[int, int], str
         return tuple(same_padding(n, k, stride) for n, k in zip(size, kernel))
     if padding == "valid":
         return ((0, 0), (0, 0))
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+    if is_int(padding, minimum=0):
         return ((padding, padding), (padding, padding))
     raise ValueError(f"{op}: padding must be a non-negative int, 'valid' or 'same', got {padding!r}")
 
 
 def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: str):
     """Padding and output size for a window op; ValueError when the kernel does not fit."""
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+    if not is_int(stride):
         raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
     h, w = x_shape[-2:]
     pads = resolve_padding(padding, (h, w), kernel, stride, op)

@@ -245,7 +245,7 @@ def conv2d(x, w, stride=1, padding=0, groups=1):
     output channels g*C_out/groups ... (g+1)*C_out/groups - 1. padding: int, "valid" or "same" (TensorFlow).
     """
     x, w = _operands("conv2d", x, w, "(C_out, C_in // groups, kh, kw)")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+    if not _checks.is_int(groups):
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     (c_in, c_out), kernel = (x.shape[1], w.shape[0]), w.shape[2:]
     if c_in % groups or c_out % groups:

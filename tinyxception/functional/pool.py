@@ -17,18 +17,10 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ._checks import image_batch
+from ._checks import image_batch, int_pair, is_int
 from ._geometry import taps, window_geometry
 
 _NEG_INF = float("-inf")
-
-
-def _kernel_pair(kernel_size, op: str) -> tuple[int, int]:
-    """kernel_size as (kh, kw): an int k means (k, k)."""
-    pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    if len(pair) != 2 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in pair):
-        raise ValueError(f"{op}: kernel_size must be a positive int or a pair (kh, kw) of them, got {kernel_size!r}")
-    return pair
 
 
 def _axis_phase(size: int, before: int, padded: int, stride: int, phase: int):
@@ -114,8 +106,8 @@ def max_pool2d(x, kernel_size=3, stride: int = 2, padding="same") -> Tensor:
     """
     op = "max_pool2d"
     x = image_batch(x, op)
-    kernel = _kernel_pair(kernel_size, op)
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding > min(kernel) // 2:
+    kernel = int_pair(kernel_size, f"{op}: kernel_size")
+    if is_int(padding, minimum=0) and padding > min(kernel) // 2:
         raise ValueError(f"{op}: int padding must be at most half the kernel ({min(kernel) // 2} for "
                          f"kernel {kernel[0]}x{kernel[1]}), got {padding}")
     pads, out_size = window_geometry(x.shape, kernel, stride, padding, op)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Tensor
+from ..functional._checks import is_int
 from ..functional._geometry import window_geometry
 from ..nn import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear, MaxPool2d, Module, ReLU,
                   SeparableConv2d, Sequential, init)
@@ -134,7 +135,8 @@ class ExitTail(Sequential):
 
 
 def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    """ValueError unless value is an int of at least `minimum`."""
+    if not is_int(value, minimum):
         raise ValueError(f"Xception: {name} must be an int >= {minimum}, got {value!r}")
 
 

@@ -14,23 +14,16 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
+from ..functional._checks import int_pair, is_int
 from . import init
 from .layers import make_activation
 from .module import Module, Parameter
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    """An int k as (k, k); a pair as a tuple; both checked to be positive ints."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
-    return pair
-
-
 def _positive_ints(**values) -> None:
     """ValueError naming the first argument that is not a positive int."""
     for name, v in values.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        if not is_int(v):
             raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
@@ -49,7 +42,7 @@ class Conv2d(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size, "kernel_size"), stride, padding
+        self.kernel_size, self.stride, self.padding = int_pair(kernel_size, "kernel_size"), stride, padding
         shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(init.glorot_uniform(shape, self.keras_kernel_shape(), init.default_rng(rng)))
         self.bias = Parameter(init.zeros(out_channels)) if bias else None
