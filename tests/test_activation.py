@@ -1,4 +1,9 @@
-"""ReLU and ELU: element-wise formulas, gradients (away from the kink at 0), extreme inputs, dtypes."""
+"""Chapter 3, normalisation and pooling: the activations, ReLU and ELU.
+
+Exercise: say what gradient ReLU should pass at exactly 0, and why the gradient checks here stay away from it.
+
+ReLU and ELU: element-wise formulas, gradients (away from the kink at 0), extreme inputs, dtypes.
+"""
 import math
 
 import numpy as np
@@ -9,6 +14,8 @@ from hypothesis import strategies as st
 import tinyxception as tx
 import tinyxception.functional as F
 from gradcheck import check_gradients
+
+pytestmark = pytest.mark.ch3_norm_pool
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)

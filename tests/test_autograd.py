@@ -1,4 +1,7 @@
-"""Chapter 1: the autograd engine.
+"""Chapter 1, tensors and autograd: the engine.
+
+Exercise: write ``topological_order`` in ``tinyxception/exercises/autograd.py``, the order in which backward()
+visits the graph, and run ``pytest --exercises -m ch1_autograd`` until this chapter passes (notebook 01).
 
 Each test checks one promise of ``Tensor.backward``: the chain rule, gradient
 accumulation when a value is used twice, broadcasting, deep graphs, and that
@@ -13,6 +16,8 @@ import tinyxception as tx
 from tinyxception.autograd import unbroadcast
 
 from gradcheck import check_gradients
+
+pytestmark = pytest.mark.ch1_autograd
 
 
 def test_used_twice_receives_both_gradients(device):

@@ -1,4 +1,7 @@
-"""Chapter 0: the backend, the one place that chooses NumPy or CuPy.
+"""Chapter 1, tensors and autograd: the backend, the one place that chooses NumPy or CuPy.
+
+Exercise: read ``tinyxception/backend.py`` and explain why no other file may import NumPy or CuPy; then find, in
+the ops, the one line each uses instead.
 
 The rule that makes GPU support work: ops never call ``numpy.`` on arrays that
 may live on the GPU. They ask ``backend.array_module(x)`` instead. These tests
@@ -12,6 +15,8 @@ import pytest
 
 import tinyxception as tx
 from tinyxception import backend
+
+pytestmark = pytest.mark.ch1_autograd
 
 PACKAGE = pathlib.Path(tx.__file__).parent
 

@@ -1,4 +1,10 @@
-"""add, mul, reshape, flatten, mean, linear and dropout: values, gradients, dtypes and errors."""
+"""Chapter 1, tensors and autograd: add, mul, reshape, flatten, mean, linear and dropout.
+
+Exercise: for each op, write its derivative on paper before reading its backward in
+``tinyxception/functional/basic.py``; the gradient checks here tell you whether your derivation agrees.
+
+add, mul, reshape, flatten, mean, linear and dropout: values, gradients, dtypes and errors.
+"""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -7,6 +13,8 @@ from hypothesis import strategies as st
 import tinyxception as tx
 import tinyxception.functional as F
 from gradcheck import check_gradients
+
+pytestmark = pytest.mark.ch1_autograd
 
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -1,4 +1,6 @@
-"""Chapter: data. Batches, a train/validation split and two datasets that need no download.
+"""Chapter 5, training: batches, a train/validation split and two datasets that need no download.
+
+Exercise: name the silent bug each test would catch in a batch iterator.
 
 A training loop silently trusts its data: a batch iterator that drops or repeats
 samples, or a dataset whose classes are unbalanced, trains "fine" and reports
@@ -12,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyxception import data
+
+pytestmark = pytest.mark.ch5_training
 
 
 @settings(deadline=None, max_examples=25)

@@ -1,4 +1,6 @@
-"""Chapter: weights on disk. Our .npz files, and Keras' HDF5 files converted to our layouts.
+"""Chapter 4, Xception: weights on disk, our .npz files and Keras' HDF5 files converted to our layouts.
+
+Exercise: work out by hand how a Keras (kh, kw, C_in, C_out) kernel becomes our (C_out, C_in, kh, kw) one.
 
 The Keras tests write small HDF5 files in Keras' legacy layout themselves (root attribute
 ``layer_names``; per layer ``weight_names``; arrays in Keras' layouts: HWIO kernels, (kh, kw, C, 1)
@@ -11,6 +13,8 @@ import numpy as np
 import pytest
 
 import tinyxception as tx
+
+pytestmark = pytest.mark.ch4_xception
 
 h5py = pytest.importorskip("h5py")
 

@@ -1,4 +1,9 @@
-"""Cross-entropy and log-softmax: against the textbook formula, stability at large logits, gradients, errors."""
+"""Chapter 5, training: cross-entropy and log-softmax.
+
+Exercise: show why log-softmax must subtract the largest logit first, then find the test that fails without it.
+
+Cross-entropy and log-softmax: against the textbook formula, stability at large logits, gradients, errors.
+"""
 import math
 
 import numpy as np
@@ -9,6 +14,8 @@ from hypothesis import strategies as st
 import tinyxception as tx
 import tinyxception.functional as F
 from gradcheck import check_gradients
+
+pytestmark = pytest.mark.ch5_training
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

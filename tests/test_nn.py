@@ -1,4 +1,9 @@
-"""Chapter: modules. How layers own their weights, count them, save them, and start like Keras' layers."""
+"""Chapter 4, Xception: modules, how layers own their weights, count them, save them, and start like Keras'.
+
+Exercise: predict each layer's parameter count from the formulas in DESIGN before the tests check them.
+
+Chapter: modules. How layers own their weights, count them, save them, and start like Keras' layers.
+"""
 import math
 
 import numpy as np
@@ -9,6 +14,8 @@ from hypothesis import strategies as st
 import tinyxception as tx
 import tinyxception.functional as F
 from tinyxception import nn
+
+pytestmark = pytest.mark.ch4_xception
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -1,4 +1,10 @@
-"""Batch normalisation: forward against plain NumPy formulas, running statistics, gradients, errors."""
+"""Chapter 3, normalisation and pooling: batch normalisation.
+
+Exercise: derive batch norm's backward pass (the batch statistics depend on every input), write it in
+``tinyxception/exercises/norm.py`` and run ``pytest --exercises -m ch3_norm_pool`` (notebook 04).
+
+Batch normalisation: forward against plain NumPy formulas, running statistics, gradients, errors.
+"""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -7,6 +13,8 @@ from hypothesis import strategies as st
 import tinyxception as tx
 import tinyxception.functional as F
 from gradcheck import check_gradients
+
+pytestmark = pytest.mark.ch3_norm_pool
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 6), st.integers(1, 6))

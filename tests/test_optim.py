@@ -1,4 +1,6 @@
-"""Chapter: optimisers, the learning-rate schedule and Polyak averaging.
+"""Chapter 5, training: optimisers, the learning-rate schedule and Polyak averaging.
+
+Exercise: compute two SGD-with-momentum steps by hand and compare with the first test.
 
 An optimiser is a few lines of arithmetic per parameter, so each test writes
 the expected numbers by hand from the formula in the docstring and compares.
@@ -10,6 +12,8 @@ import pytest
 
 from tinyxception import backend, optim
 from tinyxception.autograd import Tensor
+
+pytestmark = pytest.mark.ch5_training
 
 
 def _param(values, grad=None, dtype=np.float32, device="cpu"):

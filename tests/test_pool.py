@@ -1,4 +1,10 @@
-"""Max pooling and global average pooling: naive references, TensorFlow "same" padding, gradients, errors."""
+"""Chapter 3, normalisation and pooling: max pooling and global average pooling.
+
+Exercise: write the backward passes of max pooling (ties!) and global average pooling in
+``tinyxception/exercises/pool.py`` and run ``pytest --exercises -m ch3_norm_pool`` (notebook 04).
+
+Max pooling and global average pooling: naive references, TensorFlow "same" padding, gradients, errors.
+"""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -8,6 +14,8 @@ import tinyxception as tx
 import tinyxception.functional as F
 from gradcheck import check_gradients
 from naive import same_padding
+
+pytestmark = pytest.mark.ch3_norm_pool
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -1,4 +1,7 @@
-"""Chapter: the training loop, its command line, and the ablation runner.
+"""Chapter 5, training: the training loop, its command line and the ablation runner.
+
+Exercise: with every kernel of chapters 1-3 your own (``pytest --exercises -m ch5_training``), train the small
+network (notebook 07).
 
 Real training runs take minutes (docs/training.md has the measured ones); these
 tests check the plumbing on a tiny model in seconds: a couple of optimiser
@@ -15,6 +18,8 @@ import pytest
 import tinyxception as tx
 from tinyxception import ablation, data, optim, train
 from tinyxception.models import Xception
+
+pytestmark = pytest.mark.ch5_training
 
 THIN = dict(width=1 / 16, middle_blocks=1)
 

@@ -1,4 +1,7 @@
-"""Chapter: the network. Xception as in the paper's Fig. 5: its numbers, its shapes, its knobs, its gradients.
+"""Chapter 4, Xception: the network of the paper's Fig. 5, its numbers, shapes, knobs and gradients.
+
+Exercise: with your kernels from chapters 1-3 in place (``pytest --exercises -m ch4_xception``), the whole network
+must still give the paper's numbers and correct gradients (notebook 05).
 
 Expected numbers come from the paper and Keras (22,855,952 trainable parameters, feature maps
 149/147/74/37/19/10, ~8.36 G multiply-adds), or from closed forms written here from the architecture.
@@ -12,6 +15,8 @@ import tinyxception as tx
 import tinyxception.functional as F
 from tinyxception import nn
 from tinyxception.summary import count_buffers, count_conv_layers
+
+pytestmark = pytest.mark.ch4_xception
 
 TINY = {"middle_blocks": 1, "width": 1 / 8, "seed": 0}  # 71x71 inputs run in milliseconds
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 
 from . import backend
+from .exercise_mode import exercise
 
 _grad_enabled = True
 
@@ -122,7 +123,7 @@ class Tensor:
         if tuple(grad.shape) != self.shape:
             raise ValueError(f"gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
         pending = {id(self): grad}
-        for node in reversed(_topological_order(self)):
+        for node in reversed(topological_order(self)):
             g = pending.pop(id(node), None)
             if g is None:
                 continue
@@ -147,8 +148,11 @@ class Tensor:
                 ctx.release()
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from `root`, every one after all of its inputs (iterative depth-first)."""
+@exercise("autograd", chapter="ch1_autograd", notebook="01_tensors_and_autograd")
+def topological_order(root: Tensor) -> list[Tensor]:
+    """The tensors that require grad and are reachable from `root` through ``t._ctx.inputs``, each listed once,
+    every one after all of its inputs (so `root` comes last). Iterative depth-first: no recursion limit.
+    """
     order, visited = [], set()
     stack = [(root, False)]
     while stack:

@@ -39,8 +39,13 @@ def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: 
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
                          f"{padded[0]}x{padded[1]} (input {h}x{w}, padding {padding!r})")
-    out = tuple((p - k) // stride + 1 for p, k in zip(padded, kernel))
-    return pads, out
+    return pads, output_size(x_shape, kernel, stride, pads)
+
+
+def output_size(x_shape, kernel: tuple[int, int], stride: int, pads) -> tuple[int, int]:
+    """(Ho, Wo): how many stride-s positions a k x k window takes in the padded input."""
+    padded = (x_shape[-2] + sum(pads[0]), x_shape[-1] + sum(pads[1]))
+    return tuple((p - k) // stride + 1 for p, k in zip(padded, kernel))
 
 
 def pad(x, pads, value=0.0):

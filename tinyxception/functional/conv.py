@@ -10,12 +10,15 @@ pointwise conv (1x1, mixing channels). Each has its own fastest way to compute, 
   (im2col), then one matrix product per group, all groups in one batched call.
 
 ``conv2d`` sends each call to the Function the shapes allow, so every case has one implementation.
-Loops run over the k*k kernel taps only, never over channels or groups.
+Loops run over the k*k kernel taps only, never over channels or groups. The depthwise and pointwise
+kernels are plain functions on arrays, marked ``@exercise``: a learner can swap in their own
+(``tinyxception/exercises/conv.py``, see ``tinyxception.exercise_mode``).
 """
 from .. import backend
 from ..autograd import Function
+from ..exercise_mode import exercise
 from . import _checks
-from ._geometry import pad, tap, taps, unpad, window_geometry
+from ._geometry import output_size, pad, tap, taps, unpad, window_geometry
 
 
 def _padded_zeros(grad, x_shape, pads):
@@ -49,9 +52,10 @@ class _Lines:
     times faster than 2-D tap windows whose rows are only Wo pixels long.
     """
 
-    def __init__(self, x_shape, pads, kernel, stride, out):
+    def __init__(self, x_shape, pads, kernel, stride):
         (top, bottom), (left, right) = pads
-        self.kernel, self.stride, self.out, self.x_shape, self.corner = kernel, stride, out, x_shape, (top, left)
+        self.kernel, self.stride, self.x_shape, self.corner = kernel, stride, x_shape, (top, left)
+        self.out = out = output_size(x_shape, kernel, stride, pads)
         self.row = x_shape[3] + left + right
         self.rows = max(x_shape[2] + top + bottom, stride * out[0] + kernel[0])  # room for the last tap's slice
         self.wide = (out[0], self.row)
@@ -100,65 +104,94 @@ def _cache_tiles(a):
     return [slice(start, start + step) for start in range(0, channels, step)]
 
 
+_CONV = {"module": "conv", "chapter": "ch2_conv", "notebook": "02_depthwise_pointwise_regular_conv"}
+
+
+@exercise(**_CONV)
+def depthwise_conv2d_forward(x, w, stride, pads):
+    """y[n, c, oy, ox] = sum over taps (i, j) of w[c, 0, i, j] * xpad[n, c, s*oy + i, s*ox + j].
+
+    x: (N, C, H, W); w: (C, 1, kh, kw); xpad is x with pads ((top, bottom), (left, right)) of zeros.
+    """
+    xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
+    padded = lines.lay_out(x)
+    y = xp.empty(x.shape[:2] + (lines.wide[0] * lines.wide[1],), dtype=x.dtype)
+    for tile in _cache_tiles(y):
+        y_tile, tmp = y[:, tile], xp.empty_like(y[:, tile])
+        for k, (i, j, line_tap) in enumerate(lines.taps(padded[:, tile])):
+            product = xp.multiply(line_tap, w[tile, 0, i, j, None], out=y_tile if k == 0 else tmp)
+            if k:
+                y_tile += product
+    return xp.ascontiguousarray(lines.crop(y))
+
+
+@exercise(**_CONV)
+def depthwise_conv2d_backward(grad, x, w, stride, pads):
+    """(dL/dx, dL/dw) of depthwise_conv2d_forward, given grad = dL/dy.
+
+    Each tap is a product tap_ij(xpad) * w[c, 0, i, j], so dL/dw[c, 0, i, j] = sum over n, oy, ox of
+    grad * tap_ij(xpad), and tap_ij(xpad) receives grad * w[c, 0, i, j]; the taps are overlapping views
+    of the same padded image, so their gradients add up in one zero buffer, whose interior is dL/dx.
+    """
+    xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
+    grad = lines.widen(grad)
+    grad_lines = xp.zeros(grad.shape[:2] + (lines.rows * lines.row,), dtype=grad.dtype)
+    for tile in _cache_tiles(grad_lines):
+        grad_tile, tmp = grad[:, tile], xp.empty_like(grad[:, tile])
+        for i, j, line_tap in lines.taps(grad_lines[:, tile]):
+            line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)
+    grad_w = xp.empty_like(w)
+    for i, j, line_tap in lines.taps(lines.lay_out(x)):
+        grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", grad, line_tap)
+    return lines.image(grad_lines), grad_w
+
+
 class DepthwiseConv2d(Function):
     """y[n, c] = sum over taps (i, j) of w[c, 0, i, j] * tap_ij(xpad)[n, c]; w: (C, 1, kh, kw)."""
 
-    def forward(self, x, w, stride, pads, out):
-        xp = backend.array_module(x)
-        self.x, self.w, self.lines = x, w, _Lines(x.shape, pads, w.shape[2:], stride, out)
-        lines = self.lines.lay_out(x)
-        y = xp.empty(x.shape[:2] + (self.lines.wide[0] * self.lines.wide[1],), dtype=x.dtype)
-        for tile in _cache_tiles(y):
-            y_tile, tmp = y[:, tile], xp.empty_like(y[:, tile])
-            for k, (i, j, line_tap) in enumerate(self.lines.taps(lines[:, tile])):
-                product = xp.multiply(line_tap, w[tile, 0, i, j, None], out=y_tile if k == 0 else tmp)
-                if k:
-                    y_tile += product
-        return xp.ascontiguousarray(self.lines.crop(y))
+    def forward(self, x, w, stride, pads):
+        self.x, self.w, self.stride, self.pads = x, w, stride, pads
+        return depthwise_conv2d_forward(x, w, stride, pads)
 
     def backward(self, grad):
-        # Each tap is a product tap * w_c, so d/dw[c,i,j] = sum_{n,y,x} grad * tap_ij and d/dtap_ij = grad * w_c;
-        # the taps are slices of the same padded lines, so their gradients add up in zero lines.
-        xp, grad = backend.array_module(grad), self.lines.widen(grad)
-        grad_x = grad_w = None
-        if self.needs_input_grad[0]:
-            grad_lines = xp.zeros(grad.shape[:2] + (self.lines.rows * self.lines.row,), dtype=grad.dtype)
-            for tile in _cache_tiles(grad_lines):
-                grad_tile, tmp = grad[:, tile], xp.empty_like(grad[:, tile])
-                for i, j, line_tap in self.lines.taps(grad_lines[:, tile]):
-                    line_tap += xp.multiply(grad_tile, self.w[tile, 0, i, j, None], out=tmp)
-            grad_x = self.lines.image(grad_lines)
-        if self.needs_input_grad[1]:
-            grad_w = xp.empty_like(self.w)
-            for i, j, line_tap in self.lines.taps(self.lines.lay_out(self.x)):
-                grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", grad, line_tap)
-        return grad_x, grad_w
+        return depthwise_conv2d_backward(grad, self.x, self.w, self.stride, self.pads)
+
+
+@exercise(**_CONV)
+def pointwise_conv2d_forward(x, w):
+    """y[n] = W @ x[n] with W = w as (C_out, C_in) and x[n] as (C_in, H*W). x: (N, C_in, H, W)."""
+    n, c, h, width = x.shape
+    return (w.reshape(w.shape[0], c) @ x.reshape(n, c, h * width)).reshape(n, w.shape[0], h, width)
+
+
+@exercise(**_CONV)
+def pointwise_conv2d_backward(grad, x, w):
+    """(dL/dx, dL/dw) of pointwise_conv2d_forward, given grad = dL/dy.
+
+    Y = W X for every image, so dX = W^T dY and dW = sum over images and pixels of dY X^T.
+    """
+    (n, c_out, h, width), c_in = grad.shape, x.shape[1]
+    grad = grad.reshape(n, c_out, h * width)
+    grad_x = (w.reshape(c_out, c_in).T @ grad).reshape(x.shape)
+    grad_w = _sum_over_images(grad[:, None], x.reshape(n, 1, c_in, h * width)).reshape(w.shape)
+    return grad_x, grad_w
 
 
 class PointwiseConv2d(Function):
-    """y[n] = W @ x[n] with W = w as (C_out, C_in) and x[n] as (C_in, H*W); stride s reads x[..., ::s, ::s]."""
+    """The 1x1 convolution; stride s reads x[..., ::s, ::s] (Xception's stride-2 shortcut convs)."""
 
     def forward(self, x, w, stride=1):
+        xp = backend.array_module(x)
         self.x_shape, self.stride, self.w = x.shape, stride, w
-        x = x[..., ::stride, ::stride]
-        n, c, h, width = x.shape
-        self.x = x.reshape(n, c, h * width)  # a copy only when strided; kept for grad_w
-        return (w.reshape(w.shape[0], c) @ self.x).reshape(n, w.shape[0], h, width)
+        self.x = xp.ascontiguousarray(x[..., ::stride, ::stride])  # a copy only when strided
+        return pointwise_conv2d_forward(self.x, w)
 
     def backward(self, grad):
-        # Y = W X for every image, so dX = W^T dY and dW = sum over images and pixels of dY X^T.
-        n, c_out, h, width = grad.shape
-        xp, grad = backend.array_module(grad), grad.reshape(n, c_out, h * width)
-        grad_x = grad_w = None
-        if self.needs_input_grad[0]:
-            grad_read = (self.w.reshape(c_out, -1).T @ grad).reshape(n, -1, h, width)
-            if self.stride == 1:
-                grad_x = grad_read
-            else:  # the pixels the stride skipped get no gradient
-                grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
-                grad_x[..., ::self.stride, ::self.stride] = grad_read
-        if self.needs_input_grad[1]:
-            grad_w = _sum_over_images(grad[:, None], self.x[:, None]).reshape(self.w.shape)
+        grad_read, grad_w = pointwise_conv2d_backward(grad, self.x, self.w)
+        if self.stride == 1:
+            return grad_read, grad_w
+        grad_x = backend.array_module(grad).zeros(self.x_shape, dtype=grad.dtype)  # skipped pixels get none
+        grad_x[..., ::self.stride, ::self.stride] = grad_read
         return grad_x, grad_w
 
 
@@ -222,8 +255,8 @@ def depthwise_conv2d(x, w, stride=1, padding=0):
     if w.shape[:2] != (x.shape[1], 1):
         raise ValueError(f"depthwise_conv2d: w must have shape (C, 1, kh, kw) = ({x.shape[1]}, 1, kh, kw) "
                          f"for x with {x.shape[1]} channels, got {w.shape}")
-    pads, out = window_geometry(x.shape, w.shape[2:], stride, padding, "depthwise_conv2d")
-    return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads, out=out)
+    pads, _ = window_geometry(x.shape, w.shape[2:], stride, padding, "depthwise_conv2d")
+    return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads)
 
 
 def pointwise_conv2d(x, w):
@@ -255,7 +288,7 @@ def conv2d(x, w, stride=1, padding=0, groups=1):
                          f"expects C_in = {w.shape[1]} * {groups} = {w.shape[1] * groups}")
     pads, out = window_geometry(x.shape, kernel, stride, padding, "conv2d")
     if groups == c_in == c_out:
-        return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads, out=out)
+        return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads)
     if groups == 1 and kernel == (1, 1) and not any(pads[0] + pads[1]):
         return PointwiseConv2d.apply(x, w, stride=stride)
     return GroupedConv2d.apply(x, w, stride=stride, pads=pads, out=out, groups=groups)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor
+from ..exercise_mode import exercise
 from ._checks import expect_shape, float_tensor, same_device, same_dtype
 
 
@@ -69,25 +70,30 @@ class _BatchNormTraining(Function):
         return out
 
     def backward(self, grad):
-        # With g = dL/dy and sigma = sqrt(var + eps), xhat_j depends on every x_i of its channel:
-        #   d xhat_j / d x_i = (delta_ij - 1/M - xhat_i * xhat_j / M) / sigma
-        # so dL/dx_i = sum_j g_j * gamma * d xhat_j / d x_i
-        #            = (gamma / sigma) / M * (M * g_i - sum(g) - xhat_i * sum(g * xhat)),
-        # and sum(g) = dL/dbeta, sum(g * xhat) = dL/dgamma are needed anyway.
-        xp = backend.array_module(grad)
-        need_x, need_gamma, need_beta = self.needs_input_grad
-        ndim, m = grad.ndim, grad.size // grad.shape[1]
-        sum_g = _channel_sums(grad) if need_x or need_beta else None
-        xhat = _normalised(self.x, self.mean, self.inv_std) if need_x or need_gamma else None
-        sum_gx = _channel_sums(grad, xhat) if xhat is not None else None
-        dx = None
-        if need_x:
-            dx = xhat  # the buffer is reused: dx = (g - (sum(g) + xhat * sum(g * xhat)) / M) * gamma / sigma
-            dx *= _per_channel(sum_gx / m, ndim)
-            dx += _per_channel(sum_g / m, ndim)
-            xp.subtract(grad, dx, out=dx)
-            dx *= _per_channel(self.gamma * self.inv_std, ndim)
-        return dx, sum_gx if need_gamma else None, sum_g if need_beta else None
+        return batch_norm_backward(grad, self.x, self.mean, self.inv_std, self.gamma)
+
+
+@exercise("norm", chapter="ch3_norm_pool", notebook="04_batchnorm_relu_pooling")
+def batch_norm_backward(grad, x, mean, inv_std, gamma):
+    """(dL/dx, dL/dgamma, dL/dbeta) of training-mode batch norm, given grad = dL/dy.
+
+    x: (N, C, H, W) or (N, C); mean, inv_std = 1 / sqrt(var + eps) and gamma: (C,), the batch statistics.
+    With g = dL/dy and sigma = sqrt(var + eps), xhat_j depends on every x_i of its channel (M values):
+      d xhat_j / d x_i = (delta_ij - 1/M - xhat_i * xhat_j / M) / sigma
+    so dL/dx_i = sum_j g_j * gamma * d xhat_j / d x_i
+               = (gamma / sigma) / M * (M * g_i - sum(g) - xhat_i * sum(g * xhat)),
+    where sum(g) = dL/dbeta and sum(g * xhat) = dL/dgamma.
+    """
+    xp, ndim, m = backend.array_module(grad), grad.ndim, grad.size // grad.shape[1]
+    sum_g = _channel_sums(grad)
+    xhat = _normalised(x, mean, inv_std)
+    sum_gx = _channel_sums(grad, xhat)
+    dx = xhat  # the buffer is reused: dx = (g - (sum(g) + xhat * sum(g * xhat)) / M) * gamma / sigma
+    dx *= _per_channel(sum_gx / m, ndim)
+    dx += _per_channel(sum_g / m, ndim)
+    xp.subtract(grad, dx, out=dx)
+    dx *= _per_channel(gamma * inv_std, ndim)
+    return dx, sum_gx, sum_g
 
 
 class _BatchNormInference(Function):

@@ -10,13 +10,14 @@ and tap (i, j) becomes a unit-stride slice of plane[i % s, j % s] starting at (i
 
     xpad row i + s*r  =  row i // s + r  of the planes with a = i % s   (the same for columns).
 
-The planes are built straight from x (the padding is their -inf border), kept for backward,
-and the gradient is accumulated in planes of the same layout and interleaved back at the end.
+The planes are built straight from x (the padding is their -inf border); backward builds them again
+and accumulates the gradient in planes of the same layout, interleaved back at the end.
 """
 from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor
+from ..exercise_mode import exercise
 from ._checks import image_batch, int_pair, is_int
 from ._geometry import taps, window_geometry
 
@@ -69,32 +70,43 @@ class _MaxPool2d(Function):
 
     def forward(self, x, kernel, stride, pads, out_size):
         xp = backend.array_module(x)
-        self.layout = _phase_layout(x.shape, pads, stride)
-        self.planes = _split(x, self.layout, _NEG_INF)
+        planes = _split(x, _phase_layout(x.shape, pads, stride), _NEG_INF)
         first, *rest = taps(kernel)
-        out = _plane_tap(self.planes, *first, stride, out_size).copy()
+        out = _plane_tap(planes, *first, stride, out_size).copy()
         for i, j in rest:
-            xp.maximum(out, _plane_tap(self.planes, i, j, stride, out_size), out=out)
-        self.x_shape, self.out, self.kernel, self.stride = x.shape, out, kernel, stride
+            xp.maximum(out, _plane_tap(planes, i, j, stride, out_size), out=out)
+        self.x, self.out, self.kernel, self.stride, self.pads = x, out, kernel, stride, pads
         return out
 
     def backward(self, grad):
-        # dy/dx is 1 for the input that holds the window's maximum and 0 for the others. With ties
-        # the first tap (row-major order) takes the whole gradient, as in PyTorch: `unrouted` keeps
-        # each window's gradient until a tap claims it, so a later tie finds nothing left to add.
-        xp = backend.array_module(grad)
-        out_size = grad.shape[-2:]
-        grad_planes = {key: xp.zeros_like(plane) for key, plane in self.planes.items()}
-        unrouted = grad.copy()
-        hit = xp.empty(grad.shape, dtype=bool)
-        routed = xp.empty_like(grad)
-        for i, j in taps(self.kernel):
-            xp.equal(_plane_tap(self.planes, i, j, self.stride, out_size), self.out, out=hit)
-            xp.multiply(unrouted, hit, out=routed)
-            grad_tap = _plane_tap(grad_planes, i, j, self.stride, out_size)
-            grad_tap += routed
-            unrouted -= routed  # exactly 0 where routed, unchanged elsewhere
-        return _merge(grad_planes, self.layout, self.x_shape)
+        return max_pool2d_backward(grad, self.x, self.out, self.kernel, self.stride, self.pads)
+
+
+_POOL = {"module": "pool", "chapter": "ch3_norm_pool", "notebook": "04_batchnorm_relu_pooling"}
+
+
+@exercise(**_POOL)
+def max_pool2d_backward(grad, x, y, kernel, stride, pads):
+    """dL/dx of y = max pooling of x (k x k windows, `stride`, -inf pads ((top, bottom), (left, right))).
+
+    dy/dx is 1 for the input that holds the window's maximum and 0 for the others. With ties the first
+    tap (row-major order) takes the whole gradient, as in PyTorch: `unrouted` keeps each window's
+    gradient until a tap claims it, so a later tie finds nothing left to add. The planes of x are
+    rebuilt here rather than kept from the forward pass: that would hold a padded copy of x per pool.
+    """
+    xp, layout = backend.array_module(grad), _phase_layout(x.shape, pads, stride)
+    planes, out_size = _split(x, layout, _NEG_INF), grad.shape[-2:]
+    grad_planes = {key: xp.zeros_like(plane) for key, plane in planes.items()}
+    unrouted = grad.copy()
+    hit = xp.empty(grad.shape, dtype=bool)
+    routed = xp.empty_like(grad)
+    for i, j in taps(kernel):
+        xp.equal(_plane_tap(planes, i, j, stride, out_size), y, out=hit)
+        xp.multiply(unrouted, hit, out=routed)
+        grad_tap = _plane_tap(grad_planes, i, j, stride, out_size)
+        grad_tap += routed
+        unrouted -= routed  # exactly 0 where routed, unchanged elsewhere
+    return _merge(grad_planes, layout, x.shape)
 
 
 def max_pool2d(x, kernel_size=3, stride: int = 2, padding="same") -> Tensor:
@@ -121,10 +133,19 @@ class _GlobalAvgPool2d(Function):
         self.shape = x.shape
         return x.mean(axis=(2, 3))
 
-    def backward(self, grad):  # each of the H*W pixels contributes 1 / (H*W) of the mean
-        xp = backend.array_module(grad)
-        h, w = self.shape[2:]
-        return xp.broadcast_to((grad * (1.0 / (h * w)))[:, :, None, None], self.shape)
+    def backward(self, grad):
+        return global_avg_pool2d_backward(grad, self.shape)
+
+
+@exercise(**_POOL)
+def global_avg_pool2d_backward(grad, x_shape):
+    """dL/dx (shape x_shape = (N, C, H, W)) of y[n, c] = mean of x[n, c], given grad = dL/dy of shape (N, C).
+
+    Each of the H*W pixels contributes 1 / (H*W) of its channel's mean, so each receives grad / (H*W).
+    """
+    xp = backend.array_module(grad)
+    h, w = x_shape[2:]
+    return xp.broadcast_to((grad * (1.0 / (h * w)))[:, :, None, None], tuple(x_shape))
 
 
 def global_avg_pool2d(x) -> Tensor:

@@ -1,0 +1,201 @@
+"""The learner mode: ``pytest --exercises`` runs the chapter tests against the learner's kernels.
+
+Two runs of the chapter tests in a subprocess pin the mode down: with the untouched stubs every failure must be
+the stub's "not implemented yet" message (the stubs are reached, and nothing else breaks); with the reference
+solutions copied into a folder of their own, every chapter test must pass (exercise mode itself changes
+nothing but whose kernels run). The in-process tests check the switch, the stubs and the progress report.
+"""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinyxception.functional as F
+from tinyxception import exercise_mode
+from tinyxception.exercise_mode import EXERCISES, PACKAGE_FOLDER
+from tinyxception.exercise_report import PROBLEMS, check_exercise
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = ["ch1_autograd", "ch2_conv", "ch3_norm_pool", "ch4_xception", "ch5_training"]
+NOT_IMPLEMENTED = "not implemented yet"
+
+pytestmark = pytest.mark.skipif(exercise_mode.exercise_folder() is not None,
+                                reason="checks the exercise mode from outside; run it in reference mode")
+
+
+def write_reference_folder(folder: Path, log: Path | None = None) -> Path:
+    """A learner folder whose functions are the library's reference solutions. With a `log`, each function
+    appends its name there on its first call, so a test can see which kernels the library took from the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for module in sorted({e.module for e in EXERCISES.values()}):
+        lines = ["from tinyxception.exercise_mode import reference"]
+        if log is not None:
+            lines += LOGGED_REFERENCE.format(log=str(log)).splitlines()
+        lines += [f"{name} = reference({name!r})" for name, e in EXERCISES.items() if e.module == module]
+        (folder / f"{module}.py").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+LOGGED_REFERENCE = """
+_called = set()
+def reference(name, solution=reference):
+    def logged(*args, **kwargs):
+        if name not in _called:
+            _called.add(name)
+            with open({log!r}, "a") as log:
+                log.write(name + "\\n")
+        return solution(name)(*args, **kwargs)
+    return logged
+"""
+
+
+def run_chapters(tmp_path: Path, exercise_option: str) -> tuple[int, list[ElementTree.Element]]:
+    """Run every chapter test in a subprocess in exercise mode; (exit code, junit <testcase> elements)."""
+    report = tmp_path / "report.xml"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", exercise_option,
+               "-m", " or ".join(CHAPTERS), f"--junitxml={report}", "--hypothesis-profile=exercise-mode-check"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return done.returncode, list(ElementTree.parse(report).getroot().iter("testcase"))
+
+
+def problem_text(case: ElementTree.Element) -> str | None:
+    """The failure or error text of a junit test case, or None when it passed or was skipped."""
+    for tag in ("failure", "error"):
+        element = case.find(tag)
+        if element is not None:
+            return (element.get("message") or "") + (element.text or "")
+    return None
+
+
+def chapter_of(case: ElementTree.Element) -> str:
+    """The chapter marker of the test file a junit case comes from."""
+    source = (ROOT / "tests" / (case.get("classname").split(".")[-1] + ".py")).read_text()
+    return next(chapter for chapter in CHAPTERS if f"pytest.mark.{chapter}" in source)
+
+
+@pytest.mark.slow
+def test_untouched_stubs_fail_every_chapter_with_the_not_implemented_message(tmp_path):
+    """With the stubs as shipped, each chapter has failing tests, every failure is a stub's "not implemented
+    yet" (a different error would mean the mode broke something else), and the tests that never touch the
+    kernels (optimiser arithmetic, data, ...) still pass."""
+    code, cases = run_chapters(tmp_path, "--exercises")
+    problems = {case.get("name") + " in " + case.get("classname"): problem_text(case) for case in cases}
+    failed = {name: text for name, text in problems.items() if text is not None}
+    assert code == 1 and failed
+    wrong = {name: text[:300] for name, text in failed.items() if NOT_IMPLEMENTED not in text}
+    assert not wrong, f"failures that are not the stubs' message: {wrong}"
+    failing_chapters = {chapter_of(case) for case in cases if problem_text(case) is not None}
+    assert failing_chapters == set(CHAPTERS)
+    passed = [case for case in cases if problem_text(case) is None and case.find("skipped") is None]
+    assert {chapter_of(case) for case in passed} >= {"ch1_autograd", "ch5_training"}
+
+
+@pytest.mark.slow
+def test_reference_solutions_in_an_exercise_folder_pass_every_chapter(tmp_path):
+    """The reference kernels copied into a learner folder: every chapter test passes in exercise mode, and the
+    log shows that the chapter tests called every one of the folder's functions (so each exercise is tested,
+    and the kernels really came from the folder)."""
+    log = tmp_path / "imported.txt"
+    folder = write_reference_folder(tmp_path / "my_kernels", log)
+    code, cases = run_chapters(tmp_path, f"--exercises-dir={folder}")
+    failed = {case.get("name"): problem_text(case)[:300] for case in cases if problem_text(case) is not None}
+    assert code == 0 and not failed, failed
+    assert len(cases) > 300
+    assert sorted(log.read_text().split()) == sorted(EXERCISES)
+
+
+def test_every_stub_raises_its_hint(tmp_path):
+    """Each stub shipped in tinyxception/exercises/ raises NotImplementedError whose message names the
+    exercise, its file, a notebook that exists and the pytest command of a registered chapter marker."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for name, entry in EXERCISES.items():
+        stub = exercise_mode.learner_function(name, PACKAGE_FOLDER)
+        with pytest.raises(NotImplementedError) as raised:
+            stub(*PROBLEMS[name](np.random.default_rng(0)))
+        message = str(raised.value)
+        assert message.startswith(f"{NOT_IMPLEMENTED}: {name} in exercises/{entry.module}.py")
+        assert (ROOT / "notebooks" / f"{entry.notebook}.ipynb").exists() and entry.notebook in message
+        assert f"pytest --exercises -m {entry.chapter}" in message and f'"{entry.chapter}:' in pyproject
+
+
+def test_exercise_mode_calls_the_learner_function_and_reference_mode_does_not(tmp_path):
+    """The switch itself: with a folder whose pointwise forward returns zeros, F.pointwise_conv2d returns zeros;
+    switched off again, the library's own result is back."""
+    folder = write_reference_folder(tmp_path)
+    source = (folder / "conv.py").read_text()
+    source += "def pointwise_conv2d_forward(x, w):\n    return 0 * reference('pointwise_conv2d_forward')(x, w)\n"
+    (folder / "conv.py").write_text(source)
+    x, w = np.ones((1, 2, 3, 3)), np.ones((4, 2, 1, 1))
+    try:
+        exercise_mode.use_exercises(folder)
+        assert np.all(F.pointwise_conv2d(x, w).numpy() == 0)
+    finally:
+        exercise_mode.use_exercises(None)
+    np.testing.assert_allclose(F.pointwise_conv2d(x, w).numpy(), np.full((1, 4, 3, 3), 2.0))
+
+
+def test_bad_exercise_folders_give_clear_errors(tmp_path):
+    """A folder that does not exist, a missing module file and a missing function each say what is missing."""
+    with pytest.raises(ValueError, match="existing directory"):
+        exercise_mode.use_exercises(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="conv.py"):
+        exercise_mode.learner_function("pointwise_conv2d_forward", tmp_path)
+    (tmp_path / "conv.py").write_text("x = 1\n")
+    with pytest.raises(AttributeError, match="defines no function pointwise_conv2d_forward"):
+        exercise_mode.learner_function("pointwise_conv2d_forward", tmp_path)
+
+
+def run_report(*args) -> str:
+    """The output of ``python -m tinyxception exercises`` with `args`."""
+    done = subprocess.run([sys.executable, "-m", "tinyxception", "exercises", *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_progress_report_of_the_stubs_and_of_the_reference_solutions(tmp_path):
+    """The report lists every exercise: all "not started" for the untouched stubs, all "pass" for the reference
+    solutions in a folder."""
+    stubs, solutions = run_report(), run_report("--folder", str(write_reference_folder(tmp_path)))
+    for name in EXERCISES:
+        assert any(name in line and line.rstrip().endswith("not started") for line in stubs.splitlines())
+        assert any(name in line and line.rstrip().endswith("pass") for line in solutions.splitlines())
+    assert f"0 of {len(EXERCISES)} pass" in stubs and f"{len(EXERCISES)} of {len(EXERCISES)} pass" in solutions
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("return 0 * reference('pointwise_conv2d_forward')(x, w)", "values differ"),
+    ("return reference('pointwise_conv2d_forward')(x, w)[:, :1]", "shape"),
+    ("raise IndexError('off by one')", "IndexError: off by one"),
+])
+def test_progress_report_says_why_an_exercise_fails(tmp_path, body, reason):
+    """A wrong result, a wrong shape and a crash each show as "fail" with the reason, not as a traceback."""
+    folder = write_reference_folder(tmp_path)
+    with open(folder / "conv.py", "a") as file:
+        file.write(f"def pointwise_conv2d_forward(x, w):\n    {body}\n")
+    status, detail = check_exercise("pointwise_conv2d_forward", folder)
+    assert status == "fail" and reason in detail
+    assert check_exercise("pointwise_conv2d_backward", folder) == ("pass", "")
+
+
+def test_progress_report_checks_that_an_order_is_topological(tmp_path):
+    """topological_order has many right answers, so the report checks the property (each tensor once, after
+    its inputs) rather than equality: the reversed reference order fails, the reference order passes."""
+    folder = write_reference_folder(tmp_path)
+    with open(folder / "autograd.py", "a") as file:
+        file.write("def topological_order(root):\n    return reference('topological_order')(root)[::-1]\n")
+    assert check_exercise("topological_order", folder) == ("fail", "a tensor comes before one of its inputs")
+
+
+def test_report_and_tests_agree_on_the_reference_graph():
+    """The graph the report uses has a tensor used twice; its order holds each tensor that needs a gradient
+    exactly once, whatever the number of uses."""
+    (root,) = PROBLEMS["topological_order"](np.random.default_rng(0))
+    order = exercise_mode.reference("topological_order")(root)
+    assert order[-1] is root and len({id(t) for t in order}) == len(order) == 7
