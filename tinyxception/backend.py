@@ -59,6 +59,11 @@ def is_cuda_array(a) -> bool:
     return _cupy is not None and isinstance(a, _cupy.ndarray)
 
 
+def is_array(a) -> bool:
+    """True for a numpy.ndarray or a CuPy array (not for lists, numbers or other libraries' tensors)."""
+    return isinstance(a, numpy.ndarray) or is_cuda_array(a)
+
+
 def device_of(a) -> str:
     """"cuda" for a CuPy array, "cpu" for anything else."""
     return "cuda" if is_cuda_array(a) else "cpu"
@@ -104,10 +109,13 @@ def as_array(data, dtype=None, device: str | None = None):
     if device is None:
         device = device_of(data)
     xp = _cupy if check_device(device) == "cuda" else numpy
-    if dtype is None and not hasattr(data, "dtype"):
-        probe = numpy.asarray(data)
-        dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
-    return xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype)
+    try:
+        if dtype is None and not hasattr(data, "dtype"):
+            probe = numpy.asarray(data)
+            dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
+        return xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype)
+    except (TypeError, ValueError) as err:  # ragged lists, text that is not a number, an unknown dtype
+        raise type(err)(f"cannot make an array of a {type(data).__name__}: {err}") from err
 
 
 def is_float_dtype(dtype) -> bool:
