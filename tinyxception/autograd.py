@@ -67,7 +67,7 @@ class Tensor:
                             + ("; keep the real part with x.real, or the magnitude with abs(x)"
                                if data.dtype.kind == "c" else "; convert text and objects to numbers first"))
         if requires_grad and not backend.is_float_dtype(data.dtype):
-            raise TypeError(f"only floating point tensors can require gradients, got dtype {data.dtype}")
+            raise TypeError(f"Tensor: only floating point tensors can require gradients, got dtype {data.dtype}")
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -392,7 +392,7 @@ def _mean(self, axis=None, keepdims=False):
     axes = range(self.ndim) if axis is None else axis if isinstance(axis, tuple) else (axis,)
     count = math.prod(self.shape[a] for a in axes)
     if count == 0:
-        raise ValueError(f"mean over axis {axis} of a tensor of shape {self.shape} averages no values")
+        raise ValueError(f"mean: axis {axis} of a tensor of shape {self.shape} holds no values to average")
     return total * (1.0 / count)
 
 
