@@ -507,8 +507,8 @@ def test_xception_options(num_classes, in_channels, middle_blocks, width, dropou
     stem_padding used to loop forever while computing the minimum input size)."""
     valid = (is_int(num_classes) and is_int(in_channels) and is_int(middle_blocks, 0) and all(map(is_int, strides_))
              and is_number(width, 0, math.inf, "()") and is_number(dropout, 0, 1, "[)") and is_padding(stem_padding)
-             and is_number(bn_momentum, 0, 1) and pooling in ("avg", "max", None) and activation in (None, "relu", "elu")
-             and not (include_top and pooling is None))
+             and is_number(bn_momentum, 0, 1) and activation in (None, "relu", "elu")
+             and pooling in ("avg", "max", None) and not (include_top and pooling is None))
     if valid and groups is not None:
         channels = [max(1, round(c * width)) for c in (64, 128, 256, 728, 1024, 1536)]  # every separable conv's input
         valid = is_int(groups) and all(c % groups == 0 for c in channels)

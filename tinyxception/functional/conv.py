@@ -253,8 +253,8 @@ def conv2d(x, w, stride=1, padding=0, groups=1):
     if c_out % groups:
         raise ValueError(f"conv2d: C_out = {c_out} (w of shape {w.shape}) must be divisible by groups = {groups}")
     if w.shape[1] * groups != c_in:
-        raise ValueError(f"conv2d: x has C_in = {c_in} channels but w of shape {w.shape} with groups = {groups} "
-                         f"expects C_in = {w.shape[1]} * {groups} = {w.shape[1] * groups}"
+        raise ValueError(f"conv2d: x of shape {x.shape} has C_in = {c_in} channels but w of shape {w.shape} with "
+                         f"groups = {groups} expects C_in = {w.shape[1]} * {groups} = {w.shape[1] * groups}"
                          + _checks.channels_last_hint(x, w.shape[1] * groups, "x"))
     pads, out = window_geometry(x.shape, kernel, stride, padding, "conv2d")
     if groups == c_in == c_out:
