@@ -112,16 +112,19 @@ def image_batch(x, op: str, name: str = "x") -> Tensor:
     return t
 
 
-def expect_shape(t: Tensor, shape: tuple, name: str, op: str, hint: str = "") -> None:
-    """ValueError unless t has exactly `shape`, e.g. (C,) for a per-channel parameter; `hint` ends the message."""
+def expect_shape(t: Tensor, shape: tuple, name: str, op: str, channels_of: Tensor | None = None) -> None:
+    """ValueError unless t has exactly `shape`, e.g. (C,) for a per-channel parameter of the batch `channels_of`,
+    in which case the message says when that batch looks like NHWC."""
     if t.shape != tuple(shape):
+        hint = channels_last_hint(channels_of, t.shape[0], "x") if channels_of is not None and t.ndim == 1 else ""
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {t.shape}{hint}")
 
 
 def same_dtype(op: str, **tensors: Tensor) -> None:
     """TypeError when the tensors disagree on dtype (no silent float32/float64 mixing)."""
-    dtypes = {name: str(t.dtype) for name, t in tensors.items()}
-    if len(set(dtypes.values())) > 1:
+    first = next(iter(tensors.values())).dtype
+    if any(t.dtype != first for t in tensors.values()):  # comparing dtypes is cheap, printing them is not
+        dtypes = {name: str(t.dtype) for name, t in tensors.items()}
         raise TypeError(f"{op}: inputs must share one dtype, got {dtypes}")
 
 

@@ -31,6 +31,8 @@ def _operands(a, b, op: str):
 
 def _broadcastable(*shapes) -> bool:
     """True when NumPy can broadcast arrays of these shapes together."""
+    if all(shape == shapes[0] for shape in shapes):
+        return True
     for lengths in zip(*(reversed(shape) for shape in shapes)):
         if len(set(lengths) - {1}) > 1:
             return False

@@ -22,8 +22,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ._checks import (channels_last_hint, check_number, expect_nonempty, expect_shape, float_tensor, same_device,
-                      same_dtype)
+from ._checks import check_number, expect_nonempty, expect_shape, float_tensor, same_device, same_dtype
 
 
 def _per_channel(v, ndim: int):
@@ -136,7 +135,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
                             f"got a {type(params[name]).__name__}")
     params = {name: float_tensor(p, name, op) for name, p in params.items()}
     for name, p in params.items():
-        expect_shape(p, (x.shape[1],), name, op, hint=channels_last_hint(x, p.shape[0], "x") if p.ndim == 1 else "")
+        expect_shape(p, (x.shape[1],), name, op, channels_of=x)
     same_dtype(op, x=x, **params)
     same_device(op, x=x, **params)
     momentum = check_number(momentum, f"{op}: momentum", 0, 1)
