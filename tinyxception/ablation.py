@@ -25,7 +25,7 @@ from . import backend
 from .data import import_extra
 from .models.xception import Xception
 from .train import (EMA_DECAY, SHORT_RUN_BN_MOMENTUM, History, add_common_arguments, data_from_args, fit,
-                    prepare_data, setup_training, style_epoch_axes)
+                    int_at_least, prepare_data, setup_training, style_epoch_axes)
 
 np = backend.cpu_module()
 
@@ -140,7 +140,7 @@ def plot_ablations(runs: list[Run], path) -> None:
 def add_ablation_arguments(parser) -> None:
     """Options of ``python -m tinyxception ablation``."""
     add_common_arguments(parser, epochs=6)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0],
                         help="one run per variant and seed; each seed fixes split, batch order and weights")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="which variants to train (default: all)")

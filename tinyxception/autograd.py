@@ -15,6 +15,7 @@ After ``backward`` the graph is released unless ``retain_graph=True``.
 from __future__ import annotations
 
 import contextlib
+import math
 
 from . import backend
 from .exercise_mode import exercise
@@ -60,10 +61,14 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
             data = data.data
-        if not hasattr(data, "dtype"):
+        if not backend.is_array(data):
             data = backend.as_array(data)
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor: data must hold real numbers (bool, int or float), got dtype {data.dtype}"
+                            + ("; keep the real part with x.real, or the magnitude with abs(x)"
+                               if data.dtype.kind == "c" else "; convert text and objects to numbers first"))
         if requires_grad and not backend.is_float_dtype(data.dtype):
-            raise TypeError(f"only floating point tensors can require gradients, got dtype {data.dtype}")
+            raise TypeError(f"Tensor: only floating point tensors can require gradients, got dtype {data.dtype}")
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -386,9 +391,13 @@ Tensor.T = property(_transpose, doc="The tensor with its axes reversed.")
 
 
 def _mean(self, axis=None, keepdims=False):
-    """Mean = sum / count, so its gradient is 1/count for every element."""
+    """Mean = sum / count, so its gradient is 1/count for every element; ValueError for a mean of no values."""
     total = self.sum(axis=axis, keepdims=keepdims)
-    return total * (1.0 / (self.size // max(total.size, 1)))
+    axes = range(self.ndim) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+    count = math.prod(self.shape[a] for a in axes)
+    if count == 0:
+        raise ValueError(f"mean: axis {axis} of a tensor of shape {self.shape} holds no values to average")
+    return total * (1.0 / count)
 
 
 Tensor.mean = _mean

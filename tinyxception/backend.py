@@ -59,6 +59,11 @@ def is_cuda_array(a) -> bool:
     return _cupy is not None and isinstance(a, _cupy.ndarray)
 
 
+def is_array(a) -> bool:
+    """True for a numpy.ndarray or a CuPy array (not for lists, numbers or other libraries' tensors)."""
+    return isinstance(a, numpy.ndarray) or is_cuda_array(a)
+
+
 def device_of(a) -> str:
     """"cuda" for a CuPy array, "cpu" for anything else."""
     return "cuda" if is_cuda_array(a) else "cpu"
@@ -100,14 +105,22 @@ def as_array(data, dtype=None, device: str | None = None):
     """Turn data (array, list, scalar) into an array on `device` (default: where it already is, else cpu).
 
     Python floats and lists become float32, the package's default dtype; arrays keep their dtype.
+    TypeError for data that are not numbers (text, None, objects), even when `dtype` could force them.
     """
     if device is None:
         device = device_of(data)
     xp = _cupy if check_device(device) == "cuda" else numpy
-    if dtype is None and not hasattr(data, "dtype"):
-        probe = numpy.asarray(data)
-        dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
-    return xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype)
+    try:
+        source = data.dtype if is_array(data) or isinstance(data, numpy.generic) else numpy.asarray(data).dtype
+        if dtype is None and not hasattr(data, "dtype"):
+            dtype = numpy.float32 if source.kind == "f" else source
+        array = xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype) \
+            if source.kind in "biufc" else None
+    except (TypeError, ValueError) as err:  # ragged lists, an unknown dtype
+        raise type(err)(f"cannot make an array of numbers from a {type(data).__name__}: {err}") from err
+    if array is None:
+        raise TypeError(f"cannot make an array of numbers from a {type(data).__name__} of dtype {source}")
+    return array
 
 
 def is_float_dtype(dtype) -> bool:

@@ -21,6 +21,7 @@ from . import __version__, backend
 from .autograd import no_grad, tensor
 from .models import Xception
 from .summary import count_conv_layers, summary
+from .train import int_at_least
 
 PAPER_PARAMETERS = 22_855_952
 PAPER_CONV_LAYERS = (36, 14)
@@ -38,13 +39,6 @@ SUBCOMMANDS = {
 """name -> (module, its add-arguments function, its run function, help). Imported only when used."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the default job (the subcommands get their own parser, see ``main``)."""
     commands = "\n".join(f"  {name:<10}{help_}" for name, (*_, help_) in SUBCOMMANDS.items())
@@ -54,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and time one forward pass on 299x299 inputs.",
         epilog=f"subcommands (options: python -m tinyxception COMMAND --help):\n{commands}")
     parser.add_argument("--device", choices=backend.DEVICES, default="cpu", help="where to run (default: cpu)")
-    parser.add_argument("--batch", type=_positive_int, default=1, help="batch size of the timed forward pass")
+    parser.add_argument("--batch", type=int_at_least(1), default=1, help="batch size of the timed forward pass")
     parser.add_argument("--version", action="version", version=f"tinyxception {__version__}")
     return parser
 
@@ -102,12 +96,21 @@ def check_paper_network(args) -> int:
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
-    """Import the subcommand's module, let it add its options, parse `argv` and run it."""
+    """Import the subcommand's module, let it add its options, parse `argv` and run it.
+
+    A ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path) ends it
+    with one line on stderr and exit code 2, like an argument error, instead of a traceback.
+    """
     module_name, add_name, run_name, help_ = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"python -m tinyxception {name}", description=help_)
     getattr(module, add_name)(parser)
-    return getattr(module, run_name)(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return getattr(module, run_name)(args)
+    except (ValueError, OSError) as err:
+        print(f"tinyxception {name}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,20 +14,49 @@ Every loader checks everything before it writes anything: on an error the model 
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import zipfile
+import uuid
 
 from . import backend
-from .nn import BatchNorm2d, Conv2d, Linear, SeparableConv2d
+from .models import Xception
+from .nn import BatchNorm2d, Conv2d, Linear, Module, SeparableConv2d
 
 np = backend.cpu_module()
 
 
+def _check_model(model, who: str) -> None:
+    """TypeError unless model is a Module (something with a state_dict to save or fill)."""
+    if not isinstance(model, Module):
+        raise TypeError(f"{who}: model must be a tinyxception Module such as tx.Xception(), got {type(model).__name__}")
+
+
 def save(model, path) -> None:
-    """Write ``model.state_dict()`` to `path` (the exact name given) as an uncompressed .npz archive."""
+    """Write ``model.state_dict()`` to `path` (the exact name given) as an uncompressed .npz archive, atomically.
+
+    The archive goes to a temporary file in the same directory, is flushed to the disk (fsync), and only
+    then renamed over `path` by ``os.replace``, which is atomic: a save that is interrupted (an error, a full
+    disk, Ctrl-C) leaves the previous file at `path` as it was, and removes the temporary file.
+    """
+    _check_model(model, "tinyxception.save")
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"tinyxception.save: the directory {directory!r} of {path!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"tinyxception.save: {path!r} is a directory; give a file name")
     state = {name: backend.asnumpy(array) for name, array in model.state_dict().items()}
-    with open(path, "wb") as file:
-        np.savez(file, **state)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            np.savez(file, **state)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # also Ctrl-C: never leave the temporary file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
 
 
 def _existing(path, who: str) -> str:
@@ -44,13 +73,14 @@ def load(model, path) -> None:
     Raises FileNotFoundError for a missing file, ValueError for a file that is not such an
     archive or whose names, shapes or dtypes do not fit the model; the model is then unchanged.
     """
+    _check_model(model, "tinyxception.load")
     path = _existing(path, "tinyxception.load")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not hasattr(archive, "files"):
                 raise ValueError("it holds a single array, not a state dict")
             state = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+    except Exception as err:  # whatever a damaged archive makes numpy, zipfile or zlib raise
         raise ValueError(f"tinyxception.load: {path!r} is not a weight file written by tinyxception.save: {err}") \
             from err
     model.load_state_dict(state)
@@ -146,22 +176,30 @@ def read_keras_weights(path) -> list[tuple[str, dict]]:
     try:
         file = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"load_keras_weights: {path!r} is not an HDF5 file: {err}") from err
+        raise ValueError(f"load_keras_weights: {path!r} is not an HDF5 file, or a damaged one: {err}") from err
     with file:
         root = file["model_weights"] if "model_weights" in file else file
-        layer_names = _string_list(root, "layer_names")
-        if not layer_names:
-            raise ValueError(f"load_keras_weights: {path!r} has no 'layer_names' attribute: "
-                             "not a Keras weight file in the HDF5 (.h5) layout")
-        layers = []
-        for layer in layer_names:
-            group = root[layer]
-            names = _string_list(group, "weight_names")
-            if names:
-                weights = {name.rsplit("/", 1)[-1].removesuffix(":0"):
-                           np.asarray(group[name] if name in group else group[f"{layer}/{name}"])
-                           for name in names}
-                layers.append((layer, weights))
+        try:
+            return _layers_with_weights(root, path)
+        except (KeyError, OSError, TypeError) as err:  # a listed group or array that is missing or unreadable
+            raise ValueError(f"load_keras_weights: {path!r} is damaged or not in Keras' layout: {err}") from err
+
+
+def _layers_with_weights(root, path) -> list[tuple[str, dict]]:
+    """[(layer name, {short weight name: array})] for the layers under `root` that list weights."""
+    layer_names = _string_list(root, "layer_names")
+    if not layer_names:
+        raise ValueError(f"load_keras_weights: {path!r} has no 'layer_names' attribute: "
+                         "not a Keras weight file in the HDF5 (.h5) layout")
+    layers = []
+    for layer in layer_names:
+        group = root[layer]
+        names = _string_list(group, "weight_names")
+        if names:
+            weights = {name.rsplit("/", 1)[-1].removesuffix(":0"):
+                       np.asarray(group[name] if name in group else group[f"{layer}/{name}"])
+                       for name in names}
+            layers.append((layer, weights))
     return layers
 
 
@@ -181,6 +219,8 @@ def load_keras_weights(model, path) -> None:
     layer must be found and every shape must fit, else ValueError listing the problems, and
     the model is unchanged. Use with Keras' preprocessing ``x / 127.5 - 1`` (pixels in [-1, 1]).
     """
+    if not isinstance(model, Xception):
+        raise TypeError(f"load_keras_weights: model must be a tx.Xception, got {type(model).__name__}")
     named, shortcuts, shortcut_bns = keras_layers(model)
     pairs, unexpected, unnamed = [], [], {"conv": [], "bn": []}
     for layer, weights in read_keras_weights(path):

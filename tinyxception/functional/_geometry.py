@@ -8,7 +8,13 @@ so an op can loop over the k*k taps (never over channels) and do whole-array wor
 from __future__ import annotations
 
 from .. import backend
-from ._checks import is_int
+from ._checks import check_int, is_int
+
+
+def check_padding(padding, what: str) -> None:
+    """ValueError (starting with `what`, e.g. "conv2d: padding") unless padding is an int >= 0, "valid" or "same"."""
+    if not (is_int(padding, minimum=0) or (isinstance(padding, str) and padding in ("valid", "same"))):
+        raise ValueError(f"{what} must be a non-negative int, 'valid' or 'same', got {padding!r}")
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -20,19 +26,17 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 def resolve_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: int, op: str):
     """((top, bottom), (left, right)) for padding given as int, "valid" or "same"."""
+    check_padding(padding, f"{op}: padding")
     if padding == "same":
         return tuple(same_padding(n, k, stride) for n, k in zip(size, kernel))
     if padding == "valid":
         return ((0, 0), (0, 0))
-    if is_int(padding, minimum=0):
-        return ((padding, padding), (padding, padding))
-    raise ValueError(f"{op}: padding must be a non-negative int, 'valid' or 'same', got {padding!r}")
+    return ((padding, padding), (padding, padding))
 
 
 def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: str):
     """Padding and output size for a window op; ValueError when the kernel does not fit."""
-    if not is_int(stride):
-        raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
+    check_int(stride, f"{op}: stride")
     h, w = x_shape[-2:]
     pads = resolve_padding(padding, (h, w), kernel, stride, op)
     padded = (h + sum(pads[0]), w + sum(pads[1]))

@@ -5,9 +5,11 @@ alive anyway), so no extra array is saved and nothing is recomputed.
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Function, Tensor
-from ._checks import float_tensor
+from ._checks import check_number, float_tensor
 
 
 class _ReLU(Function):
@@ -43,4 +45,4 @@ def relu(x) -> Tensor:
 
 def elu(x, alpha: float = 1.0) -> Tensor:
     """The exponential linear unit: x where x > 0, alpha * (exp(x) - 1) elsewhere."""
-    return _ELU.apply(float_tensor(x, "x", "elu"), alpha=float(alpha))
+    return _ELU.apply(float_tensor(x, "x", "elu"), alpha=check_number(alpha, "elu: alpha", -math.inf, math.inf, "()"))

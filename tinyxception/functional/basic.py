@@ -5,48 +5,87 @@ add, mul and reshape are autograd's own Functions (the ones behind ``a + b``, ``
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from .. import backend
 from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor
-from ._checks import expect_rank, expect_shape, float_tensor, same_device, same_dtype
+from ._checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
 
 
-def _tensors(a, b):
-    """a and b as Tensors; a Python number takes the dtype and device of the other operand."""
-    if isinstance(b, Tensor) or hasattr(b, "dtype"):
-        b = as_tensor(b)
-        return as_tensor(a, like=b), b
-    a = as_tensor(a)
-    return a, as_tensor(b, like=a)
+def _operands(a, b, op: str):
+    """a and b as float Tensors of one dtype on one device whose shapes broadcast; a Python number takes the
+    dtype and device of the other operand."""
+    given = {"a": a, "b": b}
+    first, second = ("b", "a") if isinstance(b, Tensor) or hasattr(b, "dtype") else ("a", "b")
+    t = {first: float_tensor(given[first], first, op)}
+    other = given[second]
+    t[second] = float_tensor(as_tensor(other, like=t[first]) if isinstance(other, numbers.Real) else other, second, op)
+    same_dtype(op, a=t["a"], b=t["b"])
+    same_device(op, a=t["a"], b=t["b"])
+    if not _broadcastable(t["a"].shape, t["b"].shape):
+        raise ValueError(f"{op}: a of shape {t['a'].shape} and b of shape {t['b'].shape} do not broadcast: aligned "
+                         "from the right, each pair of lengths must be equal or contain a 1")
+    return t["a"], t["b"]
+
+
+def _broadcastable(*shapes) -> bool:
+    """True when NumPy can broadcast arrays of these shapes together."""
+    if all(shape == shapes[0] for shape in shapes):
+        return True
+    for lengths in zip(*(reversed(shape) for shape in shapes)):
+        if len(set(lengths) - {1}) > 1:
+            return False
+    return True
 
 
 def add(a, b) -> Tensor:
-    """a + b with NumPy broadcasting."""
-    return Add.apply(*_tensors(a, b))
+    """a + b with NumPy broadcasting; float arrays or Tensors of one dtype (a Python number adopts it)."""
+    return Add.apply(*_operands(a, b, "add"))
 
 
 def mul(a, b) -> Tensor:
-    """a * b, element-wise, with NumPy broadcasting."""
-    return Mul.apply(*_tensors(a, b))
+    """a * b, element-wise, with NumPy broadcasting; float arrays or Tensors of one dtype (or a Python number)."""
+    return Mul.apply(*_operands(a, b, "mul"))
+
+
+def _target_shape(size: int, shape, op: str) -> tuple:
+    """shape (an int or a sequence of ints, one of them may be -1) checked against `size` elements."""
+    target = (shape,) if is_int(shape, minimum=-1) else tuple(shape) if isinstance(shape, (tuple, list)) else None
+    if target is None or not all(is_int(n, minimum=-1) for n in target) or target.count(-1) > 1:
+        raise ValueError(f"{op}: shape must be an int or a sequence of ints >= 0 (one may be -1), got {shape!r}")
+    known = math.prod(n for n in target if n != -1)
+    if -1 in target:
+        fits = known > 0 and size % known == 0  # with known = 0, any length would do for -1
+    else:
+        fits = size == known
+    if not fits:
+        raise ValueError(f"{op}: cannot arrange {size} values in shape {target}")
+    return target
 
 
 def reshape(x, shape) -> Tensor:
     """x with a new shape holding the same values (one entry may be -1)."""
-    return Reshape.apply(x, shape=(shape,) if isinstance(shape, int) else tuple(shape))
+    x = any_tensor(x, "x", "reshape")
+    return Reshape.apply(x, shape=_target_shape(x.size, shape, "reshape"))
 
 
 def flatten(x) -> Tensor:
     """(N, ...) -> (N, everything else): the batch axis stays, the rest becomes one axis."""
-    x = as_tensor(x)
+    x = any_tensor(x, "x", "flatten")
     if x.ndim < 1:
         raise ValueError(f"flatten: x needs a batch axis, got shape {x.shape}")
-    return reshape(x, (x.shape[0], -1))
+    return Reshape.apply(x, shape=(x.shape[0], math.prod(x.shape[1:])))
 
 
 def mean(x, axis=None, keepdims: bool = False) -> Tensor:
-    """The mean over `axis` (all elements when None)."""
-    return as_tensor(x).mean(axis=axis, keepdims=keepdims)
+    """The mean over `axis` (an int, a tuple of ints, or None for all elements) of a float array."""
+    x = float_tensor(x, "x", "mean")
+    axes = () if axis is None else axis if isinstance(axis, tuple) else (axis,)
+    if not all(is_int(a, minimum=-x.ndim) and a < x.ndim for a in axes) or len({a % x.ndim for a in axes}) < len(axes):
+        raise ValueError(f"mean: axis must be None, an int or a tuple of distinct ints in [{-x.ndim}, {x.ndim}) "
+                         f"for x of shape {x.shape}, got {axis!r}")
+    return x.mean(axis=axis, keepdims=keepdims)
 
 
 class _Linear(Function):
@@ -94,8 +133,10 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     """
     op = "dropout"
     x = float_tensor(x, "x", op)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-        raise ValueError(f"{op}: p must be a probability in [0, 1), got {p!r}")
+    check_number(p, f"{op}: p", 0, 1, "[)")
+    if rng is not None and not callable(getattr(rng, "random", None)):
+        raise TypeError(f"{op}: rng must be None or have a random(shape) method, like numpy.random.default_rng(seed), "
+                        f"got {rng!r}")
     if not training or p == 0:
         return x
     uniform = (rng if rng is not None else backend.array_module(x.data).random).random(x.shape)

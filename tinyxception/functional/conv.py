@@ -238,9 +238,10 @@ class GroupedConv2d(Function):
 
 
 def _operands(op, x, w, layout):
-    """x and w as float Tensors of rank 4 on one device with one dtype, or a clear error."""
+    """x and w as float Tensors of rank 4, without empty axes, on one device with one dtype, or a clear error."""
     x, w = _checks.image_batch(x, op, "x"), _checks.float_tensor(w, "w", op)
     _checks.expect_rank(w, 4, "w", layout, op)
+    _checks.expect_nonempty(w, "w", layout, op)
     _checks.same_device(op, x=x, w=w)
     _checks.same_dtype(op, x=x, w=w)
     return x, w
@@ -254,7 +255,8 @@ def depthwise_conv2d(x, w, stride=1, padding=0):
     x, w = _operands("depthwise_conv2d", x, w, "(C, 1, kh, kw)")
     if w.shape[:2] != (x.shape[1], 1):
         raise ValueError(f"depthwise_conv2d: w must have shape (C, 1, kh, kw) = ({x.shape[1]}, 1, kh, kw) "
-                         f"for x with {x.shape[1]} channels, got {w.shape}")
+                         f"for x with {x.shape[1]} channels, got {w.shape}"
+                         + _checks.channels_last_hint(x, w.shape[0], "x"))
     pads, _ = window_geometry(x.shape, w.shape[2:], stride, padding, "depthwise_conv2d")
     return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads)
 
@@ -267,7 +269,8 @@ def pointwise_conv2d(x, w):
     x, w = _operands("pointwise_conv2d", x, w, "(C_out, C_in, 1, 1)")
     if w.shape[1:] != (x.shape[1], 1, 1):
         raise ValueError(f"pointwise_conv2d: w must have shape (C_out, C_in, 1, 1) = (C_out, {x.shape[1]}, 1, 1) "
-                         f"for x with {x.shape[1]} channels, got {w.shape}")
+                         f"for x with {x.shape[1]} channels, got {w.shape}"
+                         + _checks.channels_last_hint(x, w.shape[1], "x"))
     return PointwiseConv2d.apply(x, w)
 
 
@@ -278,14 +281,14 @@ def conv2d(x, w, stride=1, padding=0, groups=1):
     output channels g*C_out/groups ... (g+1)*C_out/groups - 1. padding: int, "valid" or "same" (TensorFlow).
     """
     x, w = _operands("conv2d", x, w, "(C_out, C_in // groups, kh, kw)")
-    if not _checks.is_int(groups):
-        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    _checks.check_int(groups, "conv2d: groups")
     (c_in, c_out), kernel = (x.shape[1], w.shape[0]), w.shape[2:]
-    if c_in % groups or c_out % groups:
-        raise ValueError(f"conv2d: C_in = {c_in} and C_out = {c_out} must both be divisible by groups = {groups}")
+    if c_out % groups:
+        raise ValueError(f"conv2d: C_out = {c_out} (w of shape {w.shape}) must be divisible by groups = {groups}")
     if w.shape[1] * groups != c_in:
-        raise ValueError(f"conv2d: x has {c_in} channels but w of shape {w.shape} with groups = {groups} "
-                         f"expects C_in = {w.shape[1]} * {groups} = {w.shape[1] * groups}")
+        raise ValueError(f"conv2d: x of shape {x.shape} has C_in = {c_in} channels but w of shape {w.shape} with "
+                         f"groups = {groups} expects C_in = {w.shape[1]} * {groups} = {w.shape[1] * groups}"
+                         + _checks.channels_last_hint(x, w.shape[1] * groups, "x"))
     pads, out = window_geometry(x.shape, kernel, stride, padding, "conv2d")
     if groups == c_in == c_out:
         return DepthwiseConv2d.apply(x, w, stride=stride, pads=pads)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ._checks import expect_rank, float_tensor
+from ._checks import any_tensor, expect_rank, float_tensor
 
 
 def _log_softmax(z):
@@ -35,7 +35,10 @@ class _LogSoftmax(Function):
 
 def log_softmax(x) -> Tensor:
     """log(softmax(x)) along the last axis, computed stably."""
-    return _LogSoftmax.apply(float_tensor(x, "x", "log_softmax"))
+    x = float_tensor(x, "x", "log_softmax")
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"log_softmax: x needs a last axis with at least one value, got shape {x.shape}")
+    return _LogSoftmax.apply(x)
 
 
 class _CrossEntropy(Function):
@@ -56,9 +59,7 @@ class _CrossEntropy(Function):
 
 def _class_indices(labels, logits: Tensor, op: str):
     """labels as an integer array of shape (N,) with values in [0, K), on the logits' device."""
-    labels = labels.data if isinstance(labels, Tensor) else labels
-    if not hasattr(labels, "dtype"):
-        labels = backend.as_array(labels, device=logits.device)
+    labels = any_tensor(labels, "labels", op, device=None if hasattr(labels, "dtype") else logits.device).data
     n, k = logits.shape
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be integer class indices, got dtype {labels.dtype}")

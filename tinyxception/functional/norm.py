@@ -18,10 +18,12 @@ constants, so the whole op folds into one per-channel affine map:
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Function, Tensor
 from ..exercise_mode import exercise
-from ._checks import expect_shape, float_tensor, same_device, same_dtype
+from ._checks import check_number, expect_nonempty, expect_shape, float_tensor, same_device, same_dtype
 
 
 def _per_channel(v, ndim: int):
@@ -131,16 +133,19 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
     x = float_tensor(x, "x", op)
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: x must have 4 dimensions (N, C, H, W) or 2 (N, C), got shape {x.shape}")
+    expect_nonempty(x, "x", "(N, C, ...)", op)
     params = {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
+    for name in ("running_mean", "running_var"):
+        if training and not (isinstance(params[name], Tensor) or backend.is_array(params[name])):
+            raise TypeError(f"{op}: training updates {name} in place, so it must be an array or a Tensor, "
+                            f"got a {type(params[name]).__name__}")
     params = {name: float_tensor(p, name, op) for name, p in params.items()}
     for name, p in params.items():
-        expect_shape(p, (x.shape[1],), name, op)
+        expect_shape(p, (x.shape[1],), name, op, channels_of=x)
     same_dtype(op, x=x, **params)
     same_device(op, x=x, **params)
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{op}: momentum must be in [0, 1], got {momentum!r}")
-    if not eps > 0:
-        raise ValueError(f"{op}: eps must be positive, got {eps!r}")
+    momentum = check_number(momentum, f"{op}: momentum", 0, 1)
+    eps = check_number(eps, f"{op}: eps", 0, math.inf, "()")
     stats = {"running_mean": params["running_mean"].data, "running_var": params["running_var"].data}
     if not training:
         return _BatchNormInference.apply(x, params["gamma"], params["beta"], **stats, eps=eps)

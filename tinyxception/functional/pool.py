@@ -150,7 +150,4 @@ def global_avg_pool2d_backward(grad, x_shape):
 
 def global_avg_pool2d(x) -> Tensor:
     """The mean of every channel of x (N, C, H, W) over its H x W pixels: an (N, C) result."""
-    x = image_batch(x, "global_avg_pool2d")
-    if x.shape[2] * x.shape[3] == 0:
-        raise ValueError(f"global_avg_pool2d: x needs at least one pixel, got shape {x.shape}")
-    return _GlobalAvgPool2d.apply(x)
+    return _GlobalAvgPool2d.apply(image_batch(x, "global_avg_pool2d"))

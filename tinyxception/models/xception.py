@@ -16,10 +16,12 @@ layer names inside each block (``sepconv1``, ``sepconv1_bn``, ``sepconv2_act`` .
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Tensor
-from ..functional._checks import is_int
-from ..functional._geometry import window_geometry
+from ..functional._checks import check_int, check_number, expect_channels, image_batch
+from ..functional._geometry import check_padding, window_geometry
 from ..nn import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear, MaxPool2d, Module, ReLU,
                   SeparableConv2d, Sequential, init)
 
@@ -134,12 +136,6 @@ class ExitTail(Sequential):
         )
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    """ValueError unless value is an int of at least `minimum`."""
-    if not is_int(value, minimum):
-        raise ValueError(f"Xception: {name} must be an int >= {minimum}, got {value!r}")
-
-
 class Xception(Module):
     """The Xception network; the defaults build the paper's (22,855,952 trainable parameters).
 
@@ -170,13 +166,14 @@ class Xception(Module):
                  stem_stride: int = 2, stem_padding="valid", exit_stride: int = 2, bn_momentum: float = 0.01,
                  seed=None):
         super().__init__()
-        _check_int("num_classes", num_classes, 1)
-        _check_int("in_channels", in_channels, 1)
-        _check_int("middle_blocks", middle_blocks, 0)
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-            raise ValueError(f"Xception: width must be a positive number, got {width!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"Xception: dropout must be a probability in [0, 1), got {dropout!r}")
+        for name, value, minimum in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
+                                     ("middle_blocks", middle_blocks, 0), ("stem_stride", stem_stride, 1),
+                                     ("exit_stride", exit_stride, 1)):
+            check_int(value, f"Xception: {name}", minimum)
+        check_number(width, "Xception: width", 0, math.inf, "()")
+        check_number(dropout, "Xception: dropout", 0, 1, "[)")
+        check_number(bn_momentum, "Xception: bn_momentum", 0, 1)
+        check_padding(stem_padding, "Xception: stem_padding")
         if pooling not in (None, *POOLINGS):
             raise ValueError(f"Xception: pooling must be 'avg', 'max' or None, got {pooling!r}")
         if include_top and pooling is None:
@@ -277,29 +274,23 @@ class Xception(Module):
     # --- forward ---------------------------------------------------------------
     def check_input(self, x) -> None:
         """Raise a clear TypeError/ValueError unless x is a float (N, in_channels, H, W) batch this model can take."""
-        if not isinstance(x, Tensor) and not hasattr(x, "dtype"):
+        if not isinstance(x, Tensor) and not backend.is_array(x):
             raise TypeError(f"Xception: input must be a numpy/cupy array or a Tensor, got {type(x).__name__}")
-        shape, want = tuple(x.shape), self.in_channels
-        if len(shape) != 4:
-            raise ValueError(f"Xception: input must have 4 dimensions (N, C, H, W), got shape {shape}")
-        if shape[1] != want and shape[3] == want:
-            raise ValueError(f"Xception: input of shape {shape} looks like NHWC (channels last); this model takes "
-                             f"NCHW: transpose to NCHW with x.transpose(0, 3, 1, 2)")
-        if shape[1] != want:
-            raise ValueError(f"Xception: expected {want} input channels (N, {want}, H, W), got shape {shape}")
-        if min(shape[2:]) < self.min_input_size:
-            raise ValueError(f"Xception: input height and width must be at least {self.min_input_size} for this "
-                             f"configuration, got {shape[2]}x{shape[3]}")
-        if not backend.is_float_dtype(x.dtype):
-            raise TypeError(f"Xception: input must be a floating point array (float32), got dtype {x.dtype}; "
-                            "convert with x.astype('float32')")
+        x = image_batch(x, "Xception")
+        expect_channels(x, self.in_channels, "x", "Xception")
+        if min(x.shape[2:]) < self.min_input_size:
+            smallest = self.min_input_size
+            chain = " -> ".join(str(n) for n in [smallest, *self.feature_sizes(smallest).values()])
+            raise ValueError(f"Xception: input height and width must be at least {smallest} for this "
+                             f"configuration (the exit flow must end on at least {MIN_FINAL_SIZE}x{MIN_FINAL_SIZE}: "
+                             f"{chain}), got {x.shape[2]}x{x.shape[3]}; upsample the images, or use a configuration "
+                             "that downsamples less (Xception.small takes 32x32)")
         weight = self.entry_flow.block1.conv1.weight
         if x.dtype != weight.dtype:
             raise TypeError(f"Xception: input dtype {x.dtype} differs from the weights' {weight.dtype}; "
                             f"convert the input, or the model with model.astype('{x.dtype}')")
-        device = x.device if isinstance(x, Tensor) else backend.device_of(x)
-        if device != weight.device:
-            raise ValueError(f"Xception: input is on {device} but the model is on {weight.device}; "
+        if x.device != weight.device:
+            raise ValueError(f"Xception: input is on {x.device} but the model is on {weight.device}; "
                              f"move the input with tx.tensor(x, device='{weight.device}')")
 
     def forward(self, x):

@@ -14,17 +14,11 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
-from ..functional._checks import int_pair, is_int
+from ..functional._checks import check_int, int_pair
+from ..functional._geometry import check_padding
 from . import init
 from .layers import make_activation
 from .module import Module, Parameter
-
-
-def _positive_ints(**values) -> None:
-    """ValueError naming the first argument that is not a positive int."""
-    for name, v in values.items():
-        if not is_int(v):
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
 class Conv2d(Module):
@@ -38,11 +32,16 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride: int = 1, padding=0,
                  groups: int = 1, bias: bool = False, rng=None):
         super().__init__()
-        _positive_ints(in_channels=in_channels, out_channels=out_channels, groups=groups, stride=stride)
+        name = type(self).__name__
+        for option, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups),
+                              ("stride", stride)):
+            check_int(value, f"{name}: {option}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        check_padding(padding, f"{name}: padding")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.padding = int_pair(kernel_size, "kernel_size"), stride, padding
+        self.kernel_size, self.stride, self.padding = int_pair(kernel_size, f"{name}: kernel_size"), stride, padding
         shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(init.glorot_uniform(shape, self.keras_kernel_shape(), init.default_rng(rng)))
         self.bias = Parameter(init.zeros(out_channels)) if bias else None

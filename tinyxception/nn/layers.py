@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
+from ..functional._checks import check_int, check_number, image_batch, int_pair
+from ..functional._geometry import check_padding
 from . import init
 from .module import Module, Parameter
 
@@ -19,6 +21,9 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.01):
         super().__init__()
+        check_int(num_features, "BatchNorm2d: num_features")
+        check_number(eps, "BatchNorm2d: eps", 0, math.inf, "()")
+        check_number(momentum, "BatchNorm2d: momentum", 0, 1)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.gamma = Parameter(init.ones(num_features))
         self.beta = Parameter(init.zeros(num_features))
@@ -45,7 +50,7 @@ class ELU(Module):
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        self.alpha = alpha
+        self.alpha = check_number(alpha, "ELU: alpha", -math.inf, math.inf, "()")
 
     def forward(self, x):
         return F.elu(x, self.alpha)
@@ -71,6 +76,9 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size=3, stride: int = 2, padding="same"):
         super().__init__()
+        int_pair(kernel_size, "MaxPool2d: kernel_size")
+        check_int(stride, "MaxPool2d: stride")
+        check_padding(padding, "MaxPool2d: padding")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
@@ -91,8 +99,8 @@ class GlobalMaxPool2d(Module):
     """(N, C, H, W) -> (N, C): the maximum of each channel over all pixels."""
 
     def forward(self, x):
-        height, width = x.shape[-2:]
-        return F.flatten(F.max_pool2d(x, kernel_size=(height, width), stride=1, padding="valid"))
+        x = image_batch(x, "GlobalMaxPool2d")
+        return F.flatten(F.max_pool2d(x, kernel_size=x.shape[2:], stride=1, padding="valid"))
 
 
 class Linear(Module):
@@ -100,6 +108,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
         super().__init__()
+        check_int(in_features, "Linear: in_features")
+        check_int(out_features, "Linear: out_features")
         self.in_features, self.out_features = in_features, out_features
         rng = init.default_rng(rng)
         self.weight = Parameter(init.glorot_uniform((out_features, in_features), (in_features, out_features), rng))
@@ -124,6 +134,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
+        check_number(p, "Dropout: p", 0, 1, "[)")
         self.p, self.rng = p, rng
 
     def forward(self, x):

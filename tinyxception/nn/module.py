@@ -10,6 +10,7 @@ in the order its layers were built, with dotted names such as
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from .. import backend
 from ..autograd import Tensor
@@ -195,6 +196,9 @@ class Module:
         refused call leaves the module exactly as it was. Arrays may be NumPy or CuPy (or Tensors);
         they are copied to the device each entry lives on.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: state must be a dict {{name: array}} as "
+                            f"state_dict() returns, got {type(state).__name__}")
         entries = {name: (module, attr, array) for name, module, attr, array in self._state_entries()}
         given = {name: (value.data if isinstance(value, Tensor) else value) for name, value in state.items()}
         missing = [name for name in entries if name not in given]
