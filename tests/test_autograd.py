@@ -124,3 +124,27 @@ def test_bad_uses_raise_clear_errors():
         v.backward()
     with pytest.raises(ValueError, match="gradient shape"):
         v.backward(np.ones(4))
+
+
+@pytest.mark.parametrize("symbol, left, right, error, words", [
+    ("+", (2, 3), (4,), ValueError, r"a \+ b with a of shape \(2, 3\).*b of shape \(4,\).*do not broadcast"),
+    ("*", (3, 1), (2, 4), ValueError, "do not broadcast"),
+    ("@", (2, 3), (2, 3), ValueError, "a's last axis to match b's second to last"),
+])
+def test_operators_on_tensors_refuse_shapes_that_do_not_fit(symbol, left, right, error, words):
+    """``a + b``, ``a * b`` and ``a @ b`` on Tensors check their shapes first, so a mismatch says which operator
+    and which shapes instead of surfacing from inside NumPy."""
+    a, b = tx.tensor(np.ones(left)), tx.tensor(np.ones(right))
+    with pytest.raises(error, match=words):
+        {"+": lambda: a + b, "*": lambda: a * b, "@": lambda: a @ b}[symbol]()
+
+
+def test_operators_refuse_mixed_dtypes_but_python_numbers_adopt_the_tensors():
+    """float32 Tensor + float64 array would silently upcast to float64; the operator refuses and names both
+    dtypes, on either side of the operator. A Python number is converted to the tensor's dtype instead."""
+    x = tx.tensor(np.ones(3, dtype=np.float32))
+    with pytest.raises(TypeError, match="float32.*float64"):
+        x - np.ones(3)
+    with pytest.raises(TypeError, match="float64.*float32"):
+        np.ones(3) * x
+    assert (x / 4.0).dtype == np.float32 and (2 - x).dtype == np.float32

@@ -76,7 +76,8 @@ def load(model, path) -> None:
     _check_model(model, "tinyxception.load")
     path = _existing(path, "tinyxception.load")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as file:  # ours to close, also when numpy fails half-way through a damaged file
+            archive = np.load(file, allow_pickle=False)
             if not hasattr(archive, "files"):
                 raise ValueError("it holds a single array, not a state dict")
             state = {name: archive[name] for name in archive.files}

@@ -9,7 +9,7 @@ import math
 import numbers
 
 from .. import backend
-from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor
+from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor, broadcastable
 from ._checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
 
 
@@ -23,20 +23,10 @@ def _operands(a, b, op: str):
     t[second] = float_tensor(as_tensor(other, like=t[first]) if isinstance(other, numbers.Real) else other, second, op)
     same_dtype(op, a=t["a"], b=t["b"])
     same_device(op, a=t["a"], b=t["b"])
-    if not _broadcastable(t["a"].shape, t["b"].shape):
+    if not broadcastable(t["a"].shape, t["b"].shape):
         raise ValueError(f"{op}: a of shape {t['a'].shape} and b of shape {t['b'].shape} do not broadcast: aligned "
                          "from the right, each pair of lengths must be equal or contain a 1")
     return t["a"], t["b"]
-
-
-def _broadcastable(*shapes) -> bool:
-    """True when NumPy can broadcast arrays of these shapes together."""
-    if all(shape == shapes[0] for shape in shapes):
-        return True
-    for lengths in zip(*(reversed(shape) for shape in shapes)):
-        if len(set(lengths) - {1}) > 1:
-            return False
-    return True
 
 
 def add(a, b) -> Tensor:
