@@ -199,3 +199,26 @@ def test_report_and_tests_agree_on_the_reference_graph():
     (root,) = PROBLEMS["topological_order"](np.random.default_rng(0))
     order = exercise_mode.reference("topological_order")(root)
     assert order[-1] is root and len({id(t) for t in order}) == len(order) == 7
+
+
+def test_environment_variable_switches_scripts_to_the_learner_kernels(tmp_path):
+    """TINYXCEPTION_EXERCISES=1 (read at import) puts a plain script in exercise mode: F.depthwise_conv2d reaches
+    the untouched stub; =<folder> takes the kernels from that folder; unset, the library's own kernels run."""
+    script = ("import numpy as np, tinyxception.functional as F\n"
+              "try:\n    F.depthwise_conv2d(np.ones((1, 2, 4, 4)), np.ones((2, 1, 3, 3)))\n    print('ran')\n"
+              "except NotImplementedError as err:\n    print(err)\n")
+    folder = write_reference_folder(tmp_path / "kernels")
+    outputs = {}
+    for value in ("1", str(folder), "0"):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, exercise_mode.ENVIRONMENT_VARIABLE: value})
+        outputs[value] = done.stdout.strip()
+    assert outputs["1"].startswith(f"{NOT_IMPLEMENTED}: depthwise_conv2d_forward")
+    assert outputs[str(folder)] == outputs["0"] == "ran"
+
+
+def test_progress_report_refuses_a_missing_folder(tmp_path):
+    """A folder that does not exist: one line naming it and exit code 2, no traceback."""
+    done = subprocess.run([sys.executable, "-m", "tinyxception", "exercises", "--folder", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "no such folder" in done.stdout and "Traceback" not in done.stderr
