@@ -355,28 +355,29 @@ class GetItem(Function):
         return full
 
 
-def broadcastable(*shapes) -> bool:
+def _broadcastable(*shapes) -> bool:
     """True when NumPy can broadcast arrays of these shapes together."""
     if all(shape == shapes[0] for shape in shapes):
         return True
     return all(len(set(lengths) - {1}) <= 1 for lengths in zip(*(reversed(shape) for shape in shapes)))
 
 
-def _check_operands(symbol: str, a: Tensor, b: Tensor) -> None:
-    """A clear error, naming both operands, when ``a <symbol> b`` cannot be computed as written: two devices,
-    two dtypes (no silent float32 -> float64 upcast), or shapes that do not broadcast (or multiply, for @)."""
-    given = f"a {symbol} b with a of shape {a.shape}, {a.dtype} on {a.device} and b of shape {b.shape}, {b.dtype} " \
-            f"on {b.device}"
+def check_operands(a: Tensor, b: Tensor, expression: str, matrix_product: bool = False) -> None:
+    """A clear error, naming both operands, when `expression` ("a + b", "add(a, b)" ...) cannot be computed as
+    written: two devices, two dtypes (no silent float32 -> float64 upcast), or shapes that do not broadcast
+    (for a matrix product: whose core axes do not fit or whose leading axes do not broadcast)."""
+    given = f"{expression} with a of shape {a.shape}, {a.dtype} on {a.device} and b of shape {b.shape}, " \
+            f"{b.dtype} on {b.device}"
     if a.device != b.device:
         raise ValueError(f"{given}: both must live on one device; move one with .to(device)")
     if a.dtype != b.dtype:
         raise TypeError(f"{given}: both must have one dtype; convert one with tx.tensor(..., dtype=...)")
-    if symbol == "@":
+    if matrix_product:
         if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0] \
-                or not broadcastable(a.shape[:-2], b.shape[:-2]):
+                or not _broadcastable(a.shape[:-2], b.shape[:-2]):
             raise ValueError(f"{given}: a @ b needs a's last axis to match b's second to last (its only axis "
                              "when b is a vector), and the leading axes to broadcast")
-    elif not broadcastable(a.shape, b.shape):
+    elif not _broadcastable(a.shape, b.shape):
         raise ValueError(f"{given}: the shapes do not broadcast: aligned from the right, each pair of lengths "
                          "must be equal or contain a 1")
 
@@ -385,7 +386,7 @@ def _binary(fn, symbol: str, reverse=False):
     def method(self, other):
         other = as_tensor(other, like=self)
         a, b = (other, self) if reverse else (self, other)
-        _check_operands(symbol, a, b)
+        check_operands(a, b, f"a {symbol} b", matrix_product=symbol == "@")
         return fn.apply(a, b)
     return method
 

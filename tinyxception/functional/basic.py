@@ -9,7 +9,7 @@ import math
 import numbers
 
 from .. import backend
-from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor, broadcastable
+from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor, check_operands
 from ._checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
 
 
@@ -21,11 +21,7 @@ def _operands(a, b, op: str):
     t = {first: float_tensor(given[first], first, op)}
     other = given[second]
     t[second] = float_tensor(as_tensor(other, like=t[first]) if isinstance(other, numbers.Real) else other, second, op)
-    same_dtype(op, a=t["a"], b=t["b"])
-    same_device(op, a=t["a"], b=t["b"])
-    if not broadcastable(t["a"].shape, t["b"].shape):
-        raise ValueError(f"{op}: a of shape {t['a'].shape} and b of shape {t['b'].shape} do not broadcast: aligned "
-                         "from the right, each pair of lengths must be equal or contain a 1")
+    check_operands(t["a"], t["b"], f"{op}(a, b)")
     return t["a"], t["b"]
 
 
