@@ -7,7 +7,11 @@
 Rows: eval forward (batch 1 and 8, 299x299), one training step (forward, cross-entropy, backward,
 SGD update; batch 8), per-op microbenchmarks at Xception's real shapes, and the peak memory of the
 training step. Every time is the median of --repeats runs after --warmup runs. PyTorch (eager, fp32,
-same thread count) is timed when it is installed; without it only our numbers are printed.
+same thread count) is timed when it is installed; without it only our numbers are printed. The two
+frameworks take turns, one timed run each, so that both see the same moments of a shared, noisy machine;
+the ratio is the median of the per-turn ratios. In a turn, one untimed run comes before the timed one, so
+each framework is timed in its steady state, as in a loop of calls, and not while the other framework's
+idle worker threads still hold a core (OpenBLAS' threads spin for about 0.1 s after every call).
 Both use every core unless OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) says otherwise, e.g.
 ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_xception.py`` for one thread each.
 Peak memory is measured in a fresh subprocess per framework (CPU: growth of the peak resident set
@@ -36,18 +40,27 @@ except ImportError:
     torch = None
 
 
-def median_time(fn, sync, warmup, repeats):
-    """Median wall time of fn() in seconds, after warm-up runs; sync() waits for the GPU."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
+def turn_times(fns, syncs, warmup, repeats):
+    """Wall times in seconds of each fn in fns, taking turns (fn 0, fn 1, fn 0, ...) after warm-up runs.
+
+    With more than one fn, every timed run follows an untimed run of the same fn (see the module docstring).
+    syncs[k]() waits for fns[k]'s GPU work. Returns one list of `repeats` times per fn.
+    """
+    for fn, sync in zip(fns, syncs):
+        for _ in range(warmup):
+            fn()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, sync, own in zip(fns, syncs, times):
+            if len(fns) > 1:
+                fn()
+                sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            own.append(time.perf_counter() - start)
+    return times
 
 
 # --- the cases, once per framework ---------------------------------------------------------------
@@ -204,12 +217,14 @@ def run(args):
     for name, (fn, work, unit) in ours.items():
         if args.only and args.only not in name:
             continue
-        ours_s = median_time(fn, sync, args.warmup, args.repeats)
-        torch_s = median_time(theirs[name][0], torch_sync, args.warmup, args.repeats) if name in theirs else None
+        fns, syncs = ([fn, theirs[name][0]], [sync, torch_sync]) if name in theirs else ([fn], [sync])
+        times = turn_times(fns, syncs, args.warmup, args.repeats)
+        ours_s = statistics.median(times[0])
+        torch_s = statistics.median(times[1]) if len(times) > 1 else None
+        ratio = statistics.median(a / b for a, b in zip(*times)) if len(times) > 1 else None
         rate = f"{work / ours_s:.1f} {unit}" if work else ""
         rows.append({"case": name, "tinyxception_ms": ours_s * 1e3,
-                     "pytorch_ms": None if torch_s is None else torch_s * 1e3,
-                     "ratio": None if torch_s is None else ours_s / torch_s, "rate": rate})
+                     "pytorch_ms": None if torch_s is None else torch_s * 1e3, "ratio": ratio, "rate": rate})
     if not args.only and not args.no_memory:
         ours_mb = step_memory_in_subprocess("tinyxception", args.device)
         torch_mb = step_memory_in_subprocess("torch", args.device) if torch is not None else None
@@ -232,7 +247,8 @@ def machine_line(device):
 
 
 def markdown(rows, args):
-    lines = [f"device: {args.device}; {machine_line(args.device)}; median of {args.repeats} after {args.warmup} warm-up",
+    lines = [f"device: {args.device}; {machine_line(args.device)}; median of {args.repeats} turns after "
+             f"{args.warmup} warm-up; ratio: median of the per-turn ratios",
              "", "| case | tinyxception | PyTorch | ratio | tinyxception rate |", "| --- | ---: | ---: | ---: | --- |"]
     for r in rows:
         unit = "" if "MiB" in r["case"] else " ms"

@@ -152,6 +152,53 @@ def test_depthwise_cache_tiles_do_not_change_the_result(monkeypatch):
     check_gradients(lambda x, w: F.depthwise_conv2d(x, w, padding="same"), x, w)
 
 
+SMALL_MAPS = {  # fewer pixels than channels, like Xception's 19x19x728: computed channels-last
+    "3x3-same": ((2, 40, 5, 6), (3, 3), "same"),
+    "even-kernel-same": ((1, 30, 4, 5), (2, 3), "same"),  # the extra padding pixel goes bottom/right
+    "1x3-valid": ((3, 20, 3, 4), (1, 3), "valid"),
+    "one-pixel-wide": ((1, 9, 6, 1), (3, 3), 1),
+}
+
+
+@pytest.mark.parametrize("name", SMALL_MAPS)
+def test_depthwise_on_small_maps_is_computed_channels_last(device, name):
+    """On maps with fewer pixels than channels the depthwise conv runs on a channels-last layout (rows of many
+    channels instead of many short per-channel rows). The result must equal the naive loops, keep the NCHW
+    shape, and be stored channels-last: that storage is what tells that this path, not the other, was tested."""
+    x_shape, kernel, padding = SMALL_MAPS[name]
+    x, w = random_arrays(5, x_shape, (x_shape[1], 1) + kernel)
+    out = F.depthwise_conv2d(tx.tensor(x, device=device), tx.tensor(w, device=device), 1, padding).data
+    expected = naive.conv2d(x, w, 1, reference_pads(x_shape[2:], kernel, 1, padding), groups=x_shape[1])
+    np.testing.assert_allclose(tx.backend.asnumpy(out), expected, rtol=1e-10, atol=1e-12)
+    assert out.transpose(0, 2, 3, 1).flags.c_contiguous, "the small-map path should leave a channels-last array"
+
+
+def test_separable_conv_on_small_maps_gradients():
+    """Depthwise then pointwise on a small map: the pointwise conv reads the depthwise's channels-last output
+    as it is (no copy) in forward and in backward; the gradients of x and of both weights must still match
+    central differences."""
+    x, w_depth, w_point = random_arrays(6, (2, 8, 2, 3), (8, 1, 3, 3), (5, 8, 1, 1))
+    check_gradients(lambda x, wd, wp: F.pointwise_conv2d(F.depthwise_conv2d(x, wd, 1, "same"), wp),
+                    x, w_depth, w_point)
+
+
+def test_pointwise_gives_the_same_result_for_either_memory_layout(device):
+    """An (N, C, H, W) array stored channels-last holds the same numbers as its NCHW copy, so the pointwise
+    conv and its gradients must not change with the storage (the channels-last one is read without a copy)."""
+    pixels_major, w, grad = random_arrays(7, (2, 3, 4, 6), (4, 6, 1, 1), (2, 4, 3, 4))
+    channels_last = tx.backend.to_device(pixels_major, device).transpose(0, 3, 1, 2)  # (2, 6, 3, 4)
+    assert channels_last.shape == (2, 6, 3, 4) and not channels_last.flags.c_contiguous
+    results = []
+    nchw = tx.backend.to_device(np.ascontiguousarray(pixels_major.transpose(0, 3, 1, 2)), device)
+    for layout in (channels_last, nchw):
+        xt, wt = tx.tensor(layout, requires_grad=True), tx.tensor(w, requires_grad=True, device=device)
+        y = F.pointwise_conv2d(xt, wt)
+        (y * tx.tensor(grad, device=device)).sum().backward()
+        results.append([tx.backend.asnumpy(a) for a in (y.data, xt.grad, wt.grad)])
+    for ours, reference in zip(*results):
+        np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("x_shape, c_out", [((2, 5, 1, 2), 6), ((2, 2, 3, 3), 2), ((1, 3, 2, 2), 4)],
                          ids=["one-product-over-all-images", "per-image-products", "single-image"])
 def test_pointwise_weight_gradient_both_ways(device, x_shape, c_out):
