@@ -106,14 +106,15 @@ class _PixelRows:
     ROW_VALUES = 16384  # numbers per NumPy row: long enough that the per-row cost vanishes
 
     def __init__(self, x_shape, pads, kernel):
+        """The layout of images of x_shape[1:]; block_shape is that of one image's wide output."""
         (top, bottom), (left, right) = pads
-        (n, channels, h, w), out = x_shape, output_size(x_shape, kernel, 1, pads)
+        (channels, h, w), out = x_shape[1:], output_size(x_shape, kernel, 1, pads)
         self.kernel, self.out, self.corner, self.row = kernel, out, (top, left), w + left + right
         self.block = -(-self.ROW_VALUES // channels)  # pixels per NumPy row
         self.pixels = -(-out[0] * self.row // self.block) * self.block  # the wide output, in whole blocks
         last_tap = (kernel[0] - 1) * self.row + kernel[1] - 1
         self.rows = max(h + top + bottom, -(-(last_tap + self.pixels) // self.row))
-        self.block_shape = (n, self.pixels // self.block, self.block * channels)
+        self.block_shape = (1, self.pixels // self.block, self.block * channels)
 
     def lay_out(self, x):
         """x (N, C, H, W) zero-padded and channels-last: (N, rows * row * C)."""
@@ -131,10 +132,9 @@ class _PixelRows:
             yield padded[:, start:start + self.pixels * channels].reshape(self.block_shape), tiled[i, j]
 
     def crop(self, wide):
-        """The (N, C, Ho, Wo) output from its wide blocks: channels-last in memory, NCHW in shape."""
+        """The (N, Ho, Wo, C) view of the output pixels in the wide blocks."""
         (ho, wo), (n, c) = self.out, (wide.shape[0], wide.shape[2] // self.block)
-        pixels = wide.reshape(n, -1, c)[:, :ho * self.row].reshape(n, ho, self.row, c)[:, :, :wo]
-        return backend.array_module(wide).ascontiguousarray(pixels).transpose(0, 3, 1, 2)
+        return wide.reshape(n, -1, c)[:, :ho * self.row].reshape(n, ho, self.row, c)[:, :, :wo]
 
 
 def _cache_tiles(x, bytes_per_channel):
@@ -188,10 +188,14 @@ def depthwise_conv2d_forward(x, w, stride, pads):
 
 
 def _depthwise_channels_last(x, w, pads):
-    """depthwise_conv2d_forward at stride 1 on the channels-last layout of _PixelRows."""
-    rows = _PixelRows(x.shape, pads, w.shape[2:])
-    wide = backend.array_module(x).empty(rows.block_shape, dtype=x.dtype)
-    return rows.crop(_weighted_sum(rows.taps(rows.lay_out(x), w), wide))
+    """depthwise_conv2d_forward at stride 1 on the channels-last layout of _PixelRows, image by image
+    (one image of a small map is about one cache tile): the result is stored (N, Ho, Wo, C)."""
+    xp, rows = backend.array_module(x), _PixelRows(x.shape, pads, w.shape[2:])
+    out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
+    for image in range(x.shape[0]):
+        wide = xp.empty(rows.block_shape, dtype=x.dtype)
+        out[image:image + 1] = rows.crop(_weighted_sum(rows.taps(rows.lay_out(x[image:image + 1]), w), wide))
+    return out.transpose(0, 3, 1, 2)
 
 
 @exercise(**_CONV)
