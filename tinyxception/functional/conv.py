@@ -19,7 +19,7 @@ from .. import backend
 from ..autograd import Function
 from ..exercise_mode import exercise
 from . import _checks
-from ._geometry import output_size, pad, tap, taps, unpad, window_geometry
+from ._geometry import cache_tiles, output_size, pad, tap, taps, unpad, window_geometry
 
 
 def _padded_zeros(grad, x_shape, pads):
@@ -137,19 +137,6 @@ class _PixelRows:
         return wide.reshape(n, -1, c)[:, :ho * self.row].reshape(n, ho, self.row, c)[:, :, :wo]
 
 
-def _cache_tiles(x, bytes_per_channel):
-    """Slices of x's channel axis, each covering about backend.cache_tile_bytes(x) of work.
-
-    The k*k tap passes of a depthwise conv re-read their output k*k times; done one cache-sized tile at
-    a time, those re-reads hit the CPU cache instead of main memory (2x faster at 128x147x147). A tile
-    spans many channels (a 728x37x37 layer is a handful of tiles), so this is cache blocking, not a
-    per-channel loop; on the GPU the whole array is one tile.
-    """
-    tile_bytes, channels = backend.cache_tile_bytes(x), x.shape[1]
-    step = channels if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_channel))
-    return [slice(start, start + step) for start in range(0, channels, step)]
-
-
 def _weighted_sum(pairs, out):
     """out = the sum of a * b over the (a, b) pairs: the first product is written straight into out,
     the others go through one temporary (NumPy has no fused multiply-add)."""
@@ -179,7 +166,7 @@ def depthwise_conv2d_forward(x, w, stride, pads):
     xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
     out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
     wide_pixels = lines.wide[0] * lines.wide[1]
-    for tile in _cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
+    for tile in cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
         x_tile = x[:, tile]
         weighted_taps = ((line_tap, w[tile, 0, i, j, None]) for i, j, line_tap in lines.taps(lines.lay_out(x_tile)))
         wide = xp.empty(x_tile.shape[:2] + (wide_pixels,), dtype=x.dtype)
@@ -209,7 +196,7 @@ def depthwise_conv2d_backward(grad, x, w, stride, pads):
     xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
     grad = lines.widen(grad)
     grad_lines = xp.zeros(grad.shape[:2] + (lines.rows * lines.row,), dtype=grad.dtype)
-    for tile in _cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
+    for tile in cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
         grad_tile, tmp = grad[:, tile], xp.empty_like(grad[:, tile])
         for i, j, line_tap in lines.taps(grad_lines[:, tile]):
             line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)

@@ -1,17 +1,28 @@
 """Pooling: max pooling over k x k windows, and the global average pool before the classifier.
 
-Max pooling loops over the k*k kernel taps only and keeps a running element-wise maximum, so no
-k*k copy of the input is ever built. Padding uses -inf, which never wins a maximum.
+Max pooling loops over kernel taps only, never over channels, and never builds a k*k copy of the
+input. Padding uses -inf, which never wins a maximum.
 
-Speed: a tap of a stride-2 window reads every other column, and NumPy runs such strided loops
+Forward: the max over a k x k window is the max over its k rows of the max over its k columns, so it
+takes two steps of k - 1 element-wise maxima each instead of k*k - 1. Both steps read long 1-D slices of
+the -inf padded image laid out as one line per channel (row after row, `row` pixels per row, `row` a
+multiple of the stride s):
+
+    step 1  cols[m]          = max over j of line[s*m + j]            every s-th column's k-column max
+    step 2  out[oy*row + ox] = max over i of cols[(s*oy + i)*row/s + ox]   the k-row max of those
+
+Step 2's output is "wide" (rows of `row` >= Wo values, the extra ones are garbage and cropped), which is
+what lets every tap be one slice. Channels go one cache-sized tile at a time.
+
+Backward: a tap of a stride-2 window reads every other column, and NumPy runs such strided loops
 several times slower than unit-stride ones. So the padded input xpad is split once into its
 stride x stride "phase planes", plane[a, b] = xpad[..., a::s, b::s], each a contiguous array,
 and tap (i, j) becomes a unit-stride slice of plane[i % s, j % s] starting at (i // s, j // s):
 
     xpad row i + s*r  =  row i // s + r  of the planes with a = i % s   (the same for columns).
 
-The planes are built straight from x (the padding is their -inf border); backward builds them again
-and accumulates the gradient in planes of the same layout, interleaved back at the end.
+The planes are built straight from x (the padding is their -inf border); the gradient is accumulated
+in planes of the same layout, interleaved back at the end.
 """
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ from .. import backend
 from ..autograd import Function, Tensor
 from ..exercise_mode import exercise
 from ._checks import image_batch, int_pair, is_int
-from ._geometry import taps, window_geometry
+from ._geometry import cache_tiles, taps, window_geometry
 
 _NEG_INF = float("-inf")
 
@@ -65,16 +76,39 @@ def _plane_tap(planes, i: int, j: int, stride: int, out_size):
     return plane[..., i // stride:i // stride + out_size[0], j // stride:j // stride + out_size[1]]
 
 
+def _running_max(views):
+    """The element-wise max of the views, in a new array (a copy of the first, maxed with the others)."""
+    views = iter(views)
+    out = next(views).copy()
+    for view in views:
+        backend.array_module(out).maximum(out, view, out=out)
+    return out
+
+
+def _window_max(x, kernel, stride, pads, out_size):
+    """y = max over every k x k window of the -inf padded x, in two separable steps (module docstring)."""
+    xp, (n, c, h, w), (kh, kw), s, (ho, wo) = backend.array_module(x), x.shape, kernel, stride, out_size
+    (top, bottom), (left, right) = pads
+    row = -(-max(w + left + right, s * (wo - 1) + kw) // s) * s  # the padded width, whole groups of s
+    rows = max(h + top + bottom, s * ho + kh - 1)  # room for every row tap of step 2
+    maxima = rows * row // s  # step 1's column maxima per channel, s-th columns of `rows` rows
+    out = xp.empty((n, c, ho, wo), dtype=x.dtype)
+    for tile in cache_tiles(x, n * (rows + 1) * row * x.itemsize):
+        x_tile = x[:, tile]
+        padded = xp.full(x_tile.shape[:2] + (rows + 1, row), _NEG_INF, dtype=x.dtype)  # +1: step 1's last taps
+        padded[..., top:top + h, left:left + w] = x_tile
+        line = padded.reshape(x_tile.shape[:2] + (-1,))
+        cols = _running_max(line[..., j:j + s * maxima:s] for j in range(kw))
+        wide = _running_max(cols[..., i * row // s:i * row // s + ho * row] for i in range(kh))
+        out[:, tile] = wide.reshape(x_tile.shape[:2] + (ho, row))[..., :wo]
+    return out
+
+
 class _MaxPool2d(Function):
     """y = max over each k x k window of the -inf padded input."""
 
     def forward(self, x, kernel, stride, pads, out_size):
-        xp = backend.array_module(x)
-        planes = _split(x, _phase_layout(x.shape, pads, stride), _NEG_INF)
-        first, *rest = taps(kernel)
-        out = _plane_tap(planes, *first, stride, out_size).copy()
-        for i, j in rest:
-            xp.maximum(out, _plane_tap(planes, i, j, stride, out_size), out=out)
+        out = _window_max(x, kernel, stride, pads, out_size)
         self.x, self.out, self.kernel, self.stride, self.pads = x, out, kernel, stride, pads
         return out
 
