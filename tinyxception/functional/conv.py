@@ -175,13 +175,19 @@ def depthwise_conv2d_forward(x, w, stride, pads):
 
 
 def _depthwise_channels_last(x, w, pads):
-    """depthwise_conv2d_forward at stride 1 on the channels-last layout of _PixelRows, image by image
-    (one image of a small map is about one cache tile): the result is stored (N, Ho, Wo, C)."""
+    """depthwise_conv2d_forward at stride 1 on the channels-last layout of _PixelRows, image by image and
+    a cache tile of pixel blocks at a time: the result is stored (N, Ho, Wo, C)."""
     xp, rows = backend.array_module(x), _PixelRows(x.shape, pads, w.shape[2:])
     out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
+    wide = xp.empty(rows.block_shape, dtype=x.dtype)
+    tile_bytes = backend.cache_tile_bytes(x) or wide.nbytes
+    step = max(1, tile_bytes // (wide.shape[2] * wide.itemsize))  # pixel blocks per tile
     for image in range(x.shape[0]):
-        wide = xp.empty(rows.block_shape, dtype=x.dtype)
-        out[image:image + 1] = rows.crop(_weighted_sum(rows.taps(rows.lay_out(x[image:image + 1]), w), wide))
+        weighted_taps = list(rows.taps(rows.lay_out(x[image:image + 1]), w))
+        for start in range(0, wide.shape[1], step):
+            _weighted_sum(((tap[:, start:start + step], weights) for tap, weights in weighted_taps),
+                          wide[:, start:start + step])
+        out[image:image + 1] = rows.crop(wide)
     return out.transpose(0, 3, 1, 2)
 
 
