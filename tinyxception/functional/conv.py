@@ -5,7 +5,7 @@ pointwise conv (1x1, mixing channels). Each has its own fastest way to compute, 
 
 - ``DepthwiseConv2d``: k*k multiply-adds of shifted input views ("taps") with per-channel weights,
   the taps read as long 1-D slices of the padded image laid out as one line per channel (``_Lines``),
-  or, for maps with fewer pixels than channels, laid out channels-last (``_PixelRows``);
+  or, on the CPU for maps with fewer pixels than channels, as one einsum over a channels-last view (``_PixelRows``);
 - ``PointwiseConv2d``: one matrix product W (C_out, C_in) @ X (N, C_in, H*W), reading X in either layout;
 - ``GroupedConv2d``: everything else (groups=1 is a regular conv): gather the k*k taps into columns
   (im2col), then one matrix product per group, all groups in one batched call.
@@ -92,49 +92,39 @@ class _Lines:
 
 
 class _PixelRows:
-    """The padded image channels-last, pixel after pixel, for maps with fewer pixels than channels.
+    """One image zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
 
-    ``_Lines`` multiplies each channel by its own weight, so NumPy loops over one row per channel; at
-    Xception's 19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the
-    arithmetic (a (728, 399) product takes 3x as long as the same numbers in one row). Channels-last,
-    the weights of tap (i, j) are one vector of C numbers that repeats with every pixel: tiled over
-    `block` pixels, every NumPy row holds block * C numbers. At stride 1, output pixel (y, x) of tap
-    (i, j) reads padded pixel (y + i, x + j), i.e. pixel (i*row + j) + (y*row + x) of the padded image, so
-    each tap is ONE contiguous run of pixels, again read as a "wide" output of `row` >= Wo pixels per row.
+    ``_Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
+    19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the arithmetic (a (728, 399)
+    product takes 3x as long as the same numbers in one row). Channels-last, the weights of a tap are one
+    vector of C numbers, and at stride 1 output pixel (y, x) of tap (i, j) reads padded pixel (y + i, x + j),
+    i.e. pixel (i*row + j) + (y*row + x): tap (i, j) is a block of (pixels, C) values starting at pixel
+    i*row + j, read as a "wide" output of `row` >= Wo pixels per row. All the taps together are ONE strided
+    view (kh, kw, pixels, C) of the padded image, and one einsum sums them times their weight vectors: per
+    output pixel, k*k fused multiply-adds over C contiguous numbers, in one pass and without a temporary.
     """
 
-    ROW_VALUES = 16384  # numbers per NumPy row: long enough that the per-row cost vanishes
-
     def __init__(self, x_shape, pads, kernel):
-        """The layout of images of x_shape[1:]; block_shape is that of one image's wide output."""
         (top, bottom), (left, right) = pads
-        (channels, h, w), out = x_shape[1:], output_size(x_shape, kernel, 1, pads)
-        self.kernel, self.out, self.corner, self.row = kernel, out, (top, left), w + left + right
-        self.block = -(-self.ROW_VALUES // channels)  # pixels per NumPy row
-        self.pixels = -(-out[0] * self.row // self.block) * self.block  # the wide output, in whole blocks
-        last_tap = (kernel[0] - 1) * self.row + kernel[1] - 1
-        self.rows = max(h + top + bottom, -(-(last_tap + self.pixels) // self.row))
-        self.block_shape = (1, self.pixels // self.block, self.block * channels)
+        h, w = x_shape[2:]
+        self.kernel, self.out, self.corner = kernel, output_size(x_shape, kernel, 1, pads), (top, left)
+        self.row = w + left + right
+        self.pixels = self.out[0] * self.row  # of the wide output
+        self.rows = max(h + top + bottom, -(-((kernel[0] - 1) * self.row + kernel[1] - 1 + self.pixels) // self.row))
 
-    def lay_out(self, x):
-        """x (N, C, H, W) zero-padded and channels-last: (N, rows * row * C)."""
-        (n, c, h, w), (top, left) = x.shape, self.corner
-        padded = backend.array_module(x).zeros((n, self.rows, self.row, c), dtype=x.dtype)
-        padded[:, top:top + h, left:left + w] = x.transpose(0, 2, 3, 1)
-        return padded.reshape(n, -1)
-
-    def taps(self, padded, w):
-        """(tap (i, j) as blocks of pixels, shaped like block_shape; w[:, 0, i, j] tiled to match)."""
-        channels = w.shape[0]
-        tiled = backend.array_module(w).tile(w[:, 0].transpose(1, 2, 0), (1, 1, self.block))
-        for i, j in taps(self.kernel):
-            start = (i * self.row + j) * channels
-            yield padded[:, start:start + self.pixels * channels].reshape(self.block_shape), tiled[i, j]
+    def taps(self, image):
+        """image (C, H, W) padded channels-last, as the view (kh, kw, pixels, C): [i, j] is tap (i, j)."""
+        xp, (c, h, w), (top, left) = backend.array_module(image), image.shape, self.corner
+        padded = xp.zeros((self.rows, self.row, c), dtype=image.dtype)
+        padded[top:top + h, left:left + w] = image.transpose(1, 2, 0)
+        row_step, pixel_step, channel_step = padded.strides
+        return xp.lib.stride_tricks.as_strided(padded, shape=self.kernel + (self.pixels, c),
+                                               strides=(row_step, pixel_step, pixel_step, channel_step))
 
     def crop(self, wide):
-        """The (N, Ho, Wo, C) view of the output pixels in the wide blocks."""
-        (ho, wo), (n, c) = self.out, (wide.shape[0], wide.shape[2] // self.block)
-        return wide.reshape(n, -1, c)[:, :ho * self.row].reshape(n, ho, self.row, c)[:, :, :wo]
+        """The (Ho, Wo, C) view of the output pixels in the wide output (pixels, C)."""
+        (ho, wo), c = self.out, wide.shape[1]
+        return wide.reshape(ho, self.row, c)[:, :wo]
 
 
 def _weighted_sum(pairs, out):
@@ -158,11 +148,11 @@ def depthwise_conv2d_forward(x, w, stride, pads):
     """y[n, c, oy, ox] = sum over taps (i, j) of w[c, 0, i, j] * xpad[n, c, s*oy + i, s*ox + j].
 
     x: (N, C, H, W); w: (C, 1, kh, kw); xpad is x with pads ((top, bottom), (left, right)) of zeros.
-    Maps with fewer pixels than channels are computed channels-last (``_PixelRows``); the result has the
-    same values and shape, stored channels-last, which pointwise_conv2d_forward reads without a copy.
+    On the CPU, maps with fewer pixels than channels are computed channels-last (``_PixelRows``): the result
+    has the same values and shape, stored channels-last, which pointwise_conv2d_forward reads without a copy.
     """
-    if stride == 1 and x.shape[2] * x.shape[3] <= x.shape[1]:
-        return _depthwise_channels_last(x, w, pads)
+    if stride == 1 and x.shape[2] * x.shape[3] <= x.shape[1] and not backend.is_cuda_array(x):
+        return _depthwise_channels_last(x, w, pads)  # a CPU remedy: GPU kernels pay nothing per row
     xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
     out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
     wide_pixels = lines.wide[0] * lines.wide[1]
@@ -175,19 +165,13 @@ def depthwise_conv2d_forward(x, w, stride, pads):
 
 
 def _depthwise_channels_last(x, w, pads):
-    """depthwise_conv2d_forward at stride 1 on the channels-last layout of _PixelRows, image by image and
-    a cache tile of pixel blocks at a time: the result is stored (N, Ho, Wo, C)."""
+    """depthwise_conv2d_forward at stride 1, image by image on the channels-last layout of _PixelRows;
+    the result is stored (N, Ho, Wo, C)."""
     xp, rows = backend.array_module(x), _PixelRows(x.shape, pads, w.shape[2:])
     out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
-    wide = xp.empty(rows.block_shape, dtype=x.dtype)
-    tile_bytes = backend.cache_tile_bytes(x) or wide.nbytes
-    step = max(1, tile_bytes // (wide.shape[2] * wide.itemsize))  # pixel blocks per tile
+    weights = xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # (kh, kw, C): each tap's weights, contiguous
     for image in range(x.shape[0]):
-        weighted_taps = list(rows.taps(rows.lay_out(x[image:image + 1]), w))
-        for start in range(0, wide.shape[1], step):
-            _weighted_sum(((tap[:, start:start + step], weights) for tap, weights in weighted_taps),
-                          wide[:, start:start + step])
-        out[image:image + 1] = rows.crop(wide)
+        out[image] = rows.crop(xp.einsum("ijpc,ijc->pc", rows.taps(x[image]), weights))
     return out.transpose(0, 3, 1, 2)
 
 
