@@ -5,7 +5,7 @@ pointwise conv (1x1, mixing channels). Each has its own fastest way to compute, 
 
 - ``DepthwiseConv2d``: k*k multiply-adds of shifted input views ("taps") with per-channel weights,
   the taps read as long 1-D slices of the padded image laid out as one line per channel (``_Lines``),
-  or, on the CPU for maps with fewer pixels than channels, as one einsum over a channels-last view (``_PixelRows``);
+  or, on the CPU for maps with fewer pixels than channels, as one einsum over a channels-last view (``_ChannelsLast``);
 - ``PointwiseConv2d``: one matrix product W (C_out, C_in) @ X (N, C_in, H*W), reading X in either layout;
 - ``GroupedConv2d``: everything else (groups=1 is a regular conv): gather the k*k taps into columns
   (im2col), then one matrix product per group, all groups in one batched call.
@@ -91,7 +91,7 @@ class _Lines:
         return wide.reshape(grad.shape[:2] + (-1,))
 
 
-class _PixelRows:
+class _ChannelsLast:
     """One image zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
 
     ``_Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
@@ -148,7 +148,7 @@ def depthwise_conv2d_forward(x, w, stride, pads):
     """y[n, c, oy, ox] = sum over taps (i, j) of w[c, 0, i, j] * xpad[n, c, s*oy + i, s*ox + j].
 
     x: (N, C, H, W); w: (C, 1, kh, kw); xpad is x with pads ((top, bottom), (left, right)) of zeros.
-    On the CPU, maps with fewer pixels than channels are computed channels-last (``_PixelRows``): the result
+    On the CPU, maps with fewer pixels than channels are computed channels-last (``_ChannelsLast``): the result
     has the same values and shape, stored channels-last, which pointwise_conv2d_forward reads without a copy.
     """
     if stride == 1 and x.shape[2] * x.shape[3] <= x.shape[1] and not backend.is_cuda_array(x):
@@ -165,9 +165,9 @@ def depthwise_conv2d_forward(x, w, stride, pads):
 
 
 def _depthwise_channels_last(x, w, pads):
-    """depthwise_conv2d_forward at stride 1, image by image on the channels-last layout of _PixelRows;
+    """depthwise_conv2d_forward at stride 1, image by image on the channels-last layout of _ChannelsLast;
     the result is stored (N, Ho, Wo, C)."""
-    xp, rows = backend.array_module(x), _PixelRows(x.shape, pads, w.shape[2:])
+    xp, rows = backend.array_module(x), _ChannelsLast(x.shape, pads, w.shape[2:])
     out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
     weights = xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # (kh, kw, C): each tap's weights, contiguous
     for image in range(x.shape[0]):
