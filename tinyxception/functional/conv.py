@@ -110,7 +110,7 @@ class _ChannelsLast:
         self.kernel, self.out, self.corner = kernel, output_size(x_shape, kernel, 1, pads), (top, left)
         self.row = w + left + right
         self.pixels = self.out[0] * self.row  # of the wide output
-        self.rows = max(h + top + bottom, -(-((kernel[0] - 1) * self.row + kernel[1] - 1 + self.pixels) // self.row))
+        self.rows = max(h + top + bottom, self.out[0] + kernel[0])  # room for the last tap's block, as in _Lines
 
     def taps(self, image):
         """image (C, H, W) padded channels-last, as the view (kh, kw, pixels, C): [i, j] is tap (i, j)."""

@@ -30,7 +30,7 @@ from .. import backend
 from ..autograd import Function, Tensor
 from ..exercise_mode import exercise
 from ._checks import image_batch, int_pair, is_int
-from ._geometry import cache_tiles, taps, window_geometry
+from ._geometry import cache_tiles, pad, taps, window_geometry
 
 _NEG_INF = float("-inf")
 
@@ -93,11 +93,10 @@ def _window_max(x, kernel, stride, pads, out_size):
     rows = max(h + top + bottom, s * ho + kh - 1)  # room for every row tap of step 2
     maxima = rows * row // s  # step 1's column maxima per channel, s-th columns of `rows` rows
     out = xp.empty((n, c, ho, wo), dtype=x.dtype)
+    room = ((top, rows + 1 - h - top), (left, row - w - left))  # pads grown to `rows` + 1 rows (step 1's last taps)
     for tile in cache_tiles(x, n * (rows + 1) * row * x.itemsize):
         x_tile = x[:, tile]
-        padded = xp.full(x_tile.shape[:2] + (rows + 1, row), _NEG_INF, dtype=x.dtype)  # +1: step 1's last taps
-        padded[..., top:top + h, left:left + w] = x_tile
-        line = padded.reshape(x_tile.shape[:2] + (-1,))
+        line = pad(x_tile, room, _NEG_INF).reshape(x_tile.shape[:2] + (-1,))
         cols = _running_max(line[..., j:j + s * maxima:s] for j in range(kw))
         wide = _running_max(cols[..., i * row // s:i * row // s + ho * row] for i in range(kh))
         out[:, tile] = wide.reshape(x_tile.shape[:2] + (ho, row))[..., :wo]
