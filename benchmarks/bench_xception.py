@@ -4,12 +4,12 @@
     python benchmarks/bench_xception.py --device cuda   # GPU (CuPy vs PyTorch CUDA)
     python benchmarks/bench_xception.py --json out.json
 
-Rows: eval forward (batch 1 and 8, 299x299), one training step (forward, cross-entropy, backward,
-SGD update; batch 8), per-op microbenchmarks at Xception's real shapes, and the peak memory of the
-training step. Every time is the median of --repeats runs after --warmup runs. PyTorch (eager, fp32,
-same thread count) is timed when it is installed; without it only our numbers are printed. The two
-frameworks take turns, one timed run each, so that both see the same moments of a shared, noisy machine;
-the ratio is the median of the per-turn ratios. In a turn, one untimed run comes before the timed one, so
+Rows: eval forward (batch 1 and 8, 299x299; with --device cuda also 32), one training step (forward,
+cross-entropy, backward, SGD update; batch 8, on cuda also 32), per-op microbenchmarks at Xception's real
+shapes, and the peak memory of the training step. Every time is the median of --repeats runs after --warmup
+runs. PyTorch (eager, fp32, same thread count) is timed when it is installed; without it only our numbers
+are printed. The two frameworks take turns, one timed run each, so that both see the same moments of a
+shared, noisy machine; the ratio is the median of the per-turn ratios. In a turn, one untimed run comes before the timed one, so
 each framework is timed in its steady state, as in a loop of calls, and not while the other framework's
 idle worker threads still hold a core (OpenBLAS' threads spin for about 0.1 s after every call).
 Both use every core unless OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) says otherwise, e.g.
@@ -65,20 +65,33 @@ def turn_times(fns, syncs, warmup, repeats):
 
 # --- the cases, once per framework ---------------------------------------------------------------
 
-def network_cases(model, batch1, batch8, train_step, no_grad):
-    """The whole-network rows: eval forward at batch 1 and 8, one training step at batch 8."""
-    def forward(x):
+FORWARD_BATCHES = {"cpu": (1, 8), "cuda": (1, 8, 32)}
+TRAIN_BATCHES = {"cpu": (8,), "cuda": (8, 32)}
+"""Batch sizes of the whole-network rows; the GPU's targets are stated for batch 32."""
+
+
+def network_cases(model, batches, train_step, no_grad, device):
+    """The whole-network rows: eval forward and one training step, at the device's batch sizes.
+
+    batches maps a batch size to its (images, labels); train_step(images, labels) runs one step."""
+    def forward(images):
         model.eval()
         with no_grad():
-            model(x)
+            model(images)
 
-    def train():
+    def train(images, labels):
         model.train()
-        train_step()
+        train_step(images, labels)
 
-    return {"eval forward, batch 1": (lambda: forward(batch1), None, None),
-            "eval forward, batch 8": (lambda: forward(batch8), None, None),
-            "train step, batch 8": (train, None, None)}
+    cases = {f"eval forward, batch {n}": (lambda n=n: forward(batches[n][0]), None, None)
+             for n in FORWARD_BATCHES[device]}
+    cases.update({f"train step, batch {n}": (lambda n=n: train(*batches[n]), None, None)
+                  for n in TRAIN_BATCHES[device]})
+    return cases
+
+
+def batch_sizes(device):
+    return sorted(set(FORWARD_BATCHES[device] + TRAIN_BATCHES[device]))
 
 
 # --- per-framework set-up ----------------------------------------------------------------------
@@ -92,16 +105,16 @@ def ours_cases(device):
         return tx.tensor(rng.standard_normal(shape).astype(np.float32), device=device)
 
     model = tx.Xception(seed=0).to(device)
-    batch1, batch8 = arr(1, 3, 299, 299), arr(8, 3, 299, 299)
-    labels = tx.tensor(rng.integers(0, 1000, 8), device=device)
+    batches = {n: (arr(n, 3, 299, 299), tx.tensor(rng.integers(0, 1000, n), device=device))
+               for n in batch_sizes(device)}
     optimizer = tx.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-    def train_step():
+    def train_step(images, labels):
         optimizer.zero_grad()
-        F.cross_entropy(model(batch8), labels).backward()
+        F.cross_entropy(model(images), labels).backward()
         optimizer.step()
 
-    cases = network_cases(model, batch1, batch8, train_step, tx.no_grad)
+    cases = network_cases(model, batches, train_step, tx.no_grad, device)
     with tx.no_grad():
         cases.update(_ours_ops(arr, xp))
     return cases
@@ -139,14 +152,14 @@ def torch_cases(device):
         return torch.randn(*shape, generator=gen).to(dev)
 
     model = xception().to(dev)
-    batch1, batch8 = arr(1, 3, 299, 299), arr(8, 3, 299, 299)
-    labels = torch.randint(0, 1000, (8,), generator=gen).to(dev)
+    batches = {n: (arr(n, 3, 299, 299), torch.randint(0, 1000, (n,), generator=gen).to(dev))
+               for n in batch_sizes(device)}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tf = torch.nn.functional
 
-    def train_step():
+    def train_step(images, labels):
         optimizer.zero_grad()
-        tf.cross_entropy(model(batch8), labels).backward()
+        tf.cross_entropy(model(images), labels).backward()
         optimizer.step()
 
     dw_small, w_small, dw_big, w_big = arr(1, 728, 19, 19), arr(728, 1, 3, 3), arr(1, 128, 147, 147), arr(128, 1, 3, 3)
@@ -166,7 +179,7 @@ def torch_cases(device):
                 fn()
         return run
 
-    cases = network_cases(model, batch1, batch8, train_step, torch.no_grad)
+    cases = network_cases(model, batches, train_step, torch.no_grad, device)
     cases.update({name: (no_grad(fn), None, None) for name, fn in ops.items()})
     return cases
 
@@ -258,7 +271,7 @@ def markdown(rows, args):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5)
@@ -267,7 +280,11 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory row")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--memory-of", choices=["tinyxception", "torch"], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.memory_of:
         print(measure_step_memory(args.memory_of, args.device))
         return 0

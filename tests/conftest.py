@@ -1,13 +1,18 @@
 """Shared fixtures and options.
 
-Every device test runs once per device; CUDA cases skip with the reason. ``--exercises`` switches the library
-to the learner's kernels in ``tinyxception/exercises/`` (``--exercises-dir=PATH``: another folder laid out the
-same way), so the chapter tests check the learner's code (see docs/learning-with-tests.md).
+Every device test runs once per device: "cpu"; "cuda" on a real GPU, which skips with the reason where there is
+none; and "stand-in", the cuda code path on the CPU through ``tests/cupy_stand_in.py``, which runs everywhere.
+
+``--exercises`` switches the library to the learner's kernels in ``tinyxception/exercises/``
+(``--exercises-dir=PATH``: another folder laid out the same way), so the chapter tests check the learner's code
+(see docs/learning-with-tests.md).
 """
 import pytest
 from hypothesis import Phase, settings
 
 from tinyxception import backend, exercise_mode
+
+import cupy_stand_in
 
 settings.register_profile("exercise-mode-check", phases=[Phase.explicit, Phase.reuse, Phase.generate])
 """For tests/test_exercises.py, which only asks whether chapters fail: no time spent shrinking failures."""
@@ -40,10 +45,28 @@ def _device_params():
         pytest.param("cpu", id="cpu"),
         pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not backend.cuda_available(),
                                                                  reason=f"no CUDA device: {reason}")),
+        pytest.param("stand-in", id="stand-in"),
     ]
+
+
+def _use(request) -> str:
+    """The device name for the param; for the stand-in, swap the backend's CuPy while the test runs."""
+    if request.param != "stand-in":
+        return request.param
+    if exercise_mode.exercise_folder() is not None:
+        pytest.skip("exercise mode: your kernels may use NumPy directly (tinyxception/exercises/__init__.py), "
+                    "so the CuPy stand-in checks only the library's own")
+    cupy_stand_in.install(request.getfixturevalue("monkeypatch"))
+    return "cuda"
 
 
 @pytest.fixture(params=_device_params())
 def device(request):
-    """"cpu", and "cuda" where a GPU is available."""
-    return request.param
+    """The device name a test passes to the library: "cpu", or "cuda" for the GPU and for its stand-in."""
+    return _use(request)
+
+
+@pytest.fixture(params=_device_params()[1:])
+def gpu(request):
+    """"cuda", on a real GPU and on the stand-in: for tests that need a second device besides the CPU."""
+    return _use(request)

@@ -63,11 +63,10 @@ def test_unknown_device_is_rejected():
         backend.to_device(np.zeros(2), "gpu")
 
 
-@pytest.mark.skipif(not backend.cuda_available(), reason="needs a CUDA GPU to make a GPU array")
-def test_mixing_devices_names_both():
+def test_mixing_devices_names_both(gpu):
     """An op on a CPU and a GPU tensor raises an error naming both devices."""
     a = tx.tensor(np.ones(2), device="cpu")
-    b = tx.tensor(np.ones(2), device="cuda")
+    b = tx.tensor(np.ones(2), device=gpu)
     with pytest.raises(ValueError, match="cpu.*cuda|cuda.*cpu"):
         a + b
 

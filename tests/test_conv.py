@@ -353,14 +353,12 @@ def test_bad_input_raises_with_expected_and_given(name):
 
 
 @pytest.mark.parametrize("kind", ["grouped", "depthwise", "pointwise"])
-def test_mixed_devices_raise(kind):
+def test_mixed_devices_raise(kind, gpu):
     """x on the CPU and w on the GPU: a ValueError naming both devices (CuPy never meets a NumPy array)."""
-    if not tx.backend.cuda_available():
-        pytest.skip(f"needs a CUDA device: {tx.backend.cuda_problem()}")
     w_shape = {"grouped": (4, 2, 3, 3), "depthwise": (4, 1, 3, 3), "pointwise": (3, 4, 1, 1)}[kind]
     x, w = random_arrays(6, (1, 4, 5, 5), w_shape, dtype=np.float32)
     with pytest.raises(ValueError, match="different devices") as info:
-        run_op(kind, x, tx.tensor(w, device="cuda"), 1, 1, 2 if kind == "grouped" else 1)
+        run_op(kind, x, tx.tensor(w, device=gpu), 1, 1, 2 if kind == "grouped" else 1)
     assert "'cpu'" in str(info.value) and "'cuda'" in str(info.value)
 
 

@@ -185,13 +185,12 @@ def test_bad_input_is_rejected_with_a_clear_message(change, error, words):
         assert word in str(info.value)
 
 
-@pytest.mark.skipif(not tx.backend.cuda_available(), reason="needs a CUDA device to mix devices")
-def test_mixed_devices_are_rejected():
+def test_mixed_devices_are_rejected(gpu):
     """x on the GPU with statistics on the CPU raises an error naming both devices."""
     gamma, beta, rm, rv = make_params(3, dtype=np.float32)
     with pytest.raises(ValueError, match="cuda.*cpu|cpu.*cuda"):
-        F.batch_norm(tx.tensor(np.zeros((2, 3, 2, 2), np.float32), device="cuda"),
-                     *on("cuda", gamma, beta), rm, rv, training=True)
+        F.batch_norm(tx.tensor(np.zeros((2, 3, 2, 2), np.float32), device=gpu),
+                     *on(gpu, gamma, beta), rm, rv, training=True)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])

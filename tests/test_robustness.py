@@ -106,12 +106,11 @@ def test_a_bad_stem_padding_no_longer_hangs():
         tx.Xception(stem_stride=0)
 
 
-@pytest.mark.skipif(not tx.backend.cuda_available(), reason="needs a CUDA device to mix devices")
-def test_mixed_devices_are_named():
+def test_mixed_devices_are_named(gpu):
     """An input on one device and weights on the other: ValueError naming both devices and how to move."""
     with pytest.raises(ValueError, match="cuda.*cpu|cpu.*cuda"):
-        F.conv2d(tx.tensor(zeros(1, 3, 5, 5), device="cuda"), zeros(4, 3, 3, 3))
-    model = tx.Xception.small(seed=0).to("cuda")
+        F.conv2d(tx.tensor(zeros(1, 3, 5, 5), device=gpu), zeros(4, 3, 3, 3))
+    model = tx.Xception.small(seed=0).to(gpu)
     with pytest.raises(ValueError, match="input is on cpu but the model is on cuda.*device='cuda'"):
         model(zeros(1, 3, 32, 32))
 
