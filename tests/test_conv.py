@@ -73,10 +73,13 @@ def run_op(kind, x, w, stride, padding, groups):
 
 # --- forward against the definition ---------------------------------------------------------------------------
 
-EXAMPLES = {  # always-run cases: stride 2 with "same" at even and odd sizes, and each path conv2d dispatches to
+EXAMPLES = {  # always-run cases: stride 2 with "same" at even and odd sizes, each path conv2d dispatches to, and
+    # both ways the depthwise backward computes dL/dx (a conv with the flipped kernel at stride 1, else tap by tap)
     "same-even": ((1, 2, 6, 6), (2, 2, 3, 3), 2, "same", 1),
     "same-odd": ((2, 2, 7, 5), (4, 1, 3, 3), 2, "same", 2),
     "depthwise-via-groups": ((1, 3, 5, 6), (3, 1, 3, 3), 1, "same", 3),
+    "depthwise-stride-2": ((2, 3, 7, 6), (3, 1, 3, 3), 2, "same", 3),
+    "depthwise-pad-beyond-kernel": ((1, 2, 4, 5), (2, 1, 2, 2), 1, 2, 2),
     "shortcut-1x1-stride-2": ((2, 3, 6, 5), (4, 3, 1, 1), 2, "valid", 1),
 }
 

@@ -182,18 +182,40 @@ def depthwise_conv2d_backward(grad, x, w, stride, pads):
     Each tap is a product tap_ij(xpad) * w[c, 0, i, j], so dL/dw[c, 0, i, j] = sum over n, oy, ox of
     grad * tap_ij(xpad), and tap_ij(xpad) receives grad * w[c, 0, i, j]; the taps are overlapping views
     of the same padded image, so their gradients add up in one zero buffer, whose interior is dL/dx.
+    At stride 1 (all of Xception's depthwise convs) that sum is itself a depthwise conv, of grad with the
+    flipped kernel (``_flipped_kernel_pads``), and the forward computes it.
     """
     xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
-    grad = lines.widen(grad)
-    grad_lines = xp.zeros(grad.shape[:2] + (lines.rows * lines.row,), dtype=grad.dtype)
-    for tile in cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
-        grad_tile, tmp = grad[:, tile], xp.empty_like(grad[:, tile])
-        for i, j, line_tap in lines.taps(grad_lines[:, tile]):
-            line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)
+    flipped_pads = _flipped_kernel_pads(pads, w.shape[2:]) if stride == 1 else None
+    wide_grad = lines.widen(grad)
+    if flipped_pads is None:
+        grad_x = _add_tap_gradients(wide_grad, w, lines)
+    else:  # the library's own forward, in exercise mode too
+        grad_x = depthwise_conv2d_forward.__wrapped__(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
     grad_w = xp.empty_like(w)
     for i, j, line_tap in lines.taps(lines.lay_out(x)):
-        grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", grad, line_tap)
-    return lines.image(grad_lines), grad_w
+        grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
+    return grad_x, grad_w
+
+
+def _flipped_kernel_pads(pads, kernel):
+    """At stride 1, dL/dx[y, x] = sum over taps of w[i, j] * grad[y + top - i, x + left - j]; with i' = k-1-i
+    that is a conv of grad, padded by k-1-top above and k-1-bottom below (the same for columns), with the
+    flipped kernel w[k-1-i', k-1-j']. Returns those pads, or None when a pad exceeds k - 1 (the conv would
+    have to crop grad instead)."""
+    flipped = tuple((k - 1 - before, k - 1 - after) for (before, after), k in zip(pads, kernel))
+    return flipped if min(min(pair) for pair in flipped) >= 0 else None
+
+
+def _add_tap_gradients(wide_grad, w, lines):
+    """dL/dx by adding grad * w[c, 0, i, j] into each tap's view of one zero buffer, a cache tile at a time."""
+    xp = backend.array_module(wide_grad)
+    grad_lines = xp.zeros(wide_grad.shape[:2] + (lines.rows * lines.row,), dtype=wide_grad.dtype)
+    for tile in cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
+        grad_tile, tmp = wide_grad[:, tile], xp.empty_like(wide_grad[:, tile])
+        for i, j, line_tap in lines.taps(grad_lines[:, tile]):
+            line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)
+    return lines.image(grad_lines)
 
 
 class DepthwiseConv2d(Function):
