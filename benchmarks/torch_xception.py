@@ -3,7 +3,6 @@
 Same layers and channel counts as tinyxception.Xception (bias-free convs, BN eps 1e-3). Max pools use
 PyTorch's symmetric padding=1; at these sizes that costs the same time as TensorFlow's "same" rule.
 """
-import torch
 from torch import nn
 
 

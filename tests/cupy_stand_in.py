@@ -27,6 +27,7 @@ without asking the subclass (CuPy raises there).
 """
 from __future__ import annotations
 
+import collections
 import inspect
 import types
 
@@ -44,6 +45,10 @@ TRANSFERS = frozenset({"asarray", "array", "asanyarray"})
 
 CUPY_ARRAY_NAMES = None if real_cupy is None else frozenset(dir(real_cupy.ndarray))
 """The public attributes and methods of cupy.ndarray, where CuPy is importable."""
+
+calls = collections.Counter()
+"""How many times each operation ran on device arrays (``benchmarks/count_device_calls.py`` reads it): on CuPy,
+each is at least one kernel launch."""
 
 PRINTING = frozenset({np.array_repr, np.array_str, np.array2string})
 """NumPy functions allowed on device arrays: a failing test must still be able to print its arrays."""
@@ -108,6 +113,7 @@ def _host_arrays(value):
 
 def _call_on_device(function, name, args, kwargs):
     """Run a NumPy function the way CuPy would run its own: host arrays are refused, results stay on the device."""
+    calls[name] += 1
     host = _host_arrays((args, kwargs))
     if host:
         raise TypeError(f"cupy.{name} got a host array (numpy.ndarray of shape {host[0].shape}, "

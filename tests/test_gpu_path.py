@@ -6,8 +6,8 @@ watch which of these tests catch it, and with which message.
 Every device test of the suite already has a "stand-in" case. The tests here first check that the stand-in
 really fails where CuPy fails (a checker that never complains checks nothing). Then they run what no
 single-op test covers: a training step of the network, the training loop with averages and a checkpoint, the
-paper check of ``python -m tinyxception --device cuda`` and the benchmark's GPU rows. On a real GPU the same
-code runs on CuPy; what only a GPU can show (speed, CUDA's own rounding) is measured by
+paper check of ``python -m tinyxception --device cuda``, the benchmark's GPU rows and the device-call counter.
+On a real GPU the same code runs on CuPy; what only a GPU can show (speed, CUDA's own rounding) is measured by
 ``benchmarks/bench_xception.py --device cuda``.
 """
 import importlib.util
@@ -164,8 +164,8 @@ def test_the_paper_check_runs_on_cuda(cuda, capsys):
     assert "forward pass on cuda: batch 1 x (3, 299, 299) -> (1, 1000)" in out
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_xception", ROOT / "benchmarks" / "bench_xception.py")
+def _load_benchmark(name="bench_xception"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -187,3 +187,15 @@ def test_the_benchmark_runs_on_cuda_and_has_the_batch_32_rows(cuda, monkeypatch)
     assert [row["case"] for row in rows] == ["depthwise 3x3, 728x19x19"]
     assert all(row["tinyxception_ms"] > 0 and row["pytorch_ms"] is None for row in rows)
     assert "GPU CuPy stand-in (NumPy)" in bench.markdown(rows, args)
+
+
+def test_the_device_call_counter_counts_each_operation(monkeypatch, capsys):
+    """``benchmarks/count_device_calls.py`` prints the total of a forward on the stand-in and each operation's share;
+    the shares add up to the total, and the multiply-adds of the convolutions and batch norms are among them."""
+    monkeypatch.setattr(backend, "_cupy", backend._cupy)  # the script installs the stand-in; undo it afterwards
+    monkeypatch.setattr(backend, "_cupy_problem", backend._cupy_problem)
+    assert _load_benchmark("count_device_calls").main(["--batch", "1"]) == 0
+    first, *rows = capsys.readouterr().out.splitlines()
+    counts = {name: int(count) for name, count in (row.split() for row in rows)}
+    assert first == f"eval forward, batch 1: {sum(counts.values())} device operations"
+    assert counts["multiply"] > 100 and counts["add"] > 100 and counts["matmul"] > 30
