@@ -9,9 +9,10 @@ cross-entropy, backward, SGD update; batch 8, on cuda also 32), per-op microbenc
 shapes, and the peak memory of the training step. Every time is the median of --repeats runs after --warmup
 runs. PyTorch (eager, fp32, same thread count) is timed when it is installed; without it only our numbers
 are printed. The two frameworks take turns, one timed run each, so that both see the same moments of a
-shared, noisy machine; the ratio is the median of the per-turn ratios. In a turn, one untimed run comes before the timed one, so
-each framework is timed in its steady state, as in a loop of calls, and not while the other framework's
-idle worker threads still hold a core (OpenBLAS' threads spin for about 0.1 s after every call).
+shared, noisy machine; the ratio is the median of the per-turn ratios. In a turn, one untimed run comes
+before the timed one, so each framework is timed in its steady state, as in a loop of calls, and not while
+the other framework's idle worker threads still hold a core (OpenBLAS' threads spin for about 0.1 s after
+every call).
 Both use every core unless OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) says otherwise, e.g.
 ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_xception.py`` for one thread each.
 Peak memory is measured in a fresh subprocess per framework (CPU: growth of the peak resident set
@@ -91,6 +92,7 @@ def network_cases(model, batches, train_step, no_grad, device):
 
 
 def batch_sizes(device):
+    """Every batch size the device's whole-network rows need inputs for."""
     return sorted(set(FORWARD_BATCHES[device] + TRAIN_BATCHES[device]))
 
 

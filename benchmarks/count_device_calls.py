@@ -5,9 +5,9 @@
 
 Each operation of the array module on device arrays is a CUDA kernel launch on CuPy (or, for empty, an
 allocation), and a launch costs a fixed few microseconds however small the array: at small batches this count,
-not the arithmetic, bounds the GPU's speed. No GPU is needed: the network runs with device="cuda" on the test suite's CPU stand-in for CuPy
-(``tests/cupy_stand_in.py``), which counts the calls. Slice assignments and copies are not counted, although
-each is a kernel on CuPy too; the count is a lower bound.
+not the arithmetic, bounds the GPU's speed. No GPU is needed: the network runs with device="cuda" on the test
+suite's CPU stand-in for CuPy (``tests/cupy_stand_in.py``), which counts the calls. Slice assignments and
+copies are not counted, although each is a kernel on CuPy too; the count is a lower bound.
 """
 import argparse
 import pathlib
@@ -27,7 +27,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--train", action="store_true", help="count one training step instead of an eval forward")
     args = parser.parse_args(argv)
-    tx.backend._cupy, tx.backend._cupy_problem = cupy_stand_in.cupy, None  # "cuda" is now the stand-in
+    cupy_stand_in.install()  # "cuda" is now the stand-in
     model = tx.Xception(seed=0).to("cuda")
     rng = np.random.default_rng(0)
     images = tx.tensor(rng.standard_normal((args.batch, 3, 299, 299)).astype(np.float32), device="cuda")

@@ -56,7 +56,7 @@ def _use(request) -> str:
     if exercise_mode.exercise_folder() is not None:
         pytest.skip("exercise mode: your kernels may use NumPy directly (tinyxception/exercises/__init__.py), "
                     "so the CuPy stand-in checks only the library's own")
-    cupy_stand_in.install(request.getfixturevalue("monkeypatch"))
+    cupy_stand_in.install(request.getfixturevalue("monkeypatch").setattr)
     return "cuda"
 
 

@@ -179,13 +179,10 @@ class _Namespace:
             raise AttributeError(name)
         path = f"{self._path}.{name}" if self._path else name
         value = getattr(self._numpy, name)
-        if isinstance(value, types.ModuleType):
-            _cupy_twin(path)
-            return _Namespace(value, path)
         if isinstance(value, np.ufunc) or (callable(value) and not isinstance(value, type)):
-            return _Function(value, path)
-        _cupy_twin(path)
-        return value  # dtypes, constants, classes
+            return _Function(value, path)  # which checks the name against CuPy's
+        _cupy_twin(path)  # sub-namespaces, dtypes, constants, classes: the name must exist in CuPy too
+        return _Namespace(value, path) if isinstance(value, types.ModuleType) else value
 
 
 class _Device:
@@ -236,8 +233,9 @@ cupy = StandInCupy()
 """The stand-in module; ``tests/conftest.py`` installs it as the backend's CuPy for the "stand-in" device cases."""
 
 
-def install(monkeypatch) -> StandInCupy:
-    """Make the backend hand out the stand-in as its CuPy until the test ends (monkeypatch undoes it)."""
-    monkeypatch.setattr(backend, "_cupy", cupy)
-    monkeypatch.setattr(backend, "_cupy_problem", None)
+def install(set_attribute=setattr) -> StandInCupy:
+    """Make the backend hand out the stand-in as its CuPy. Tests pass ``monkeypatch.setattr``, which undoes it
+    when the test ends; a script keeps the default, for the rest of the process."""
+    set_attribute(backend, "_cupy", cupy)
+    set_attribute(backend, "_cupy_problem", None)
     return cupy

@@ -30,7 +30,7 @@ TINY = {"middle_blocks": 1, "width": 1 / 8, "seed": 0}  # the paper network, thi
 @pytest.fixture
 def cuda(monkeypatch):
     """The stand-in installed as the backend's CuPy for one test; returns the module the backend hands out."""
-    return cupy_stand_in.install(monkeypatch)
+    return cupy_stand_in.install(monkeypatch.setattr)
 
 
 def _device_array(*shape):
@@ -189,11 +189,10 @@ def test_the_benchmark_runs_on_cuda_and_has_the_batch_32_rows(cuda, monkeypatch)
     assert "GPU CuPy stand-in (NumPy)" in bench.markdown(rows, args)
 
 
-def test_the_device_call_counter_counts_each_operation(monkeypatch, capsys):
+def test_the_device_call_counter_counts_each_operation(cuda, capsys):
     """``benchmarks/count_device_calls.py`` prints the total of a forward on the stand-in and each operation's share;
-    the shares add up to the total, and the multiply-adds of the convolutions and batch norms are among them."""
-    monkeypatch.setattr(backend, "_cupy", backend._cupy)  # the script installs the stand-in; undo it afterwards
-    monkeypatch.setattr(backend, "_cupy_problem", backend._cupy_problem)
+    the shares add up to the total, and the multiply-adds of the convolutions and batch norms are among them.
+    (The script installs the stand-in for good; the `cuda` fixture has saved what to restore afterwards.)"""
     assert _load_benchmark("count_device_calls").main(["--batch", "1"]) == 0
     first, *rows = capsys.readouterr().out.splitlines()
     counts = {name: int(count) for name, count in (row.split() for row in rows)}
