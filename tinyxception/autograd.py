@@ -18,7 +18,7 @@ import contextlib
 import math
 
 from . import backend
-from .exercise_mode import exercise
+from .kernels import active as kernels
 
 _grad_enabled = True
 
@@ -128,7 +128,7 @@ class Tensor:
         if tuple(grad.shape) != self.shape:
             raise ValueError(f"gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
         pending = {id(self): grad}
-        for node in reversed(topological_order(self)):
+        for node in reversed(kernels.topological_order(self)):
             g = pending.pop(id(node), None)
             if g is None:
                 continue
@@ -151,27 +151,6 @@ class Tensor:
             if not retain_graph:
                 node._ctx, node._graph_freed = None, True
                 ctx.release()
-
-
-@exercise("autograd", chapter="ch1_autograd", notebook="01_tensors_and_autograd")
-def topological_order(root: Tensor) -> list[Tensor]:
-    """The tensors that require grad and are reachable from `root` through ``t._ctx.inputs``, each listed once,
-    every one after all of its inputs (so `root` comes last). Iterative depth-first: no recursion limit.
-    """
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if node._ctx is not None:
-            stack.extend((t, False) for t in node._ctx.inputs if t.requires_grad and id(t) not in visited)
-    return order
 
 
 def as_tensor(x, like: Tensor | None = None) -> Tensor:
@@ -203,11 +182,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **options) -> Tensor:
         """Run forward on the inputs' arrays and, when gradients are wanted, record the call."""
-        tensors = tuple(as_tensor(x) for x in inputs)
-        devices = [t.device for t in tensors]
-        if len(set(devices)) > 1:
-            raise ValueError(f"{cls.__name__}: inputs live on different devices {devices}; "
-                             "move them to one device with .to(device)")
+        tensors = tuple(x if isinstance(x, Tensor) else as_tensor(x) for x in inputs)  # checked by the caller
         fn = cls()
         fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
         record = _grad_enabled and any(fn.needs_input_grad)

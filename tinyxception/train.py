@@ -25,7 +25,7 @@ from . import backend
 from . import functional as F
 from .autograd import no_grad
 from .data import DATASETS, batches, import_extra, load_dataset, train_val_split
-from .functional._checks import check_number
+from .checks import check_number
 from .io import save
 from .models.xception import SMALL_BN_MOMENTUM as SHORT_RUN_BN_MOMENTUM, Xception
 from .optim import SGD, ExponentialMovingAverage, RMSProp, StepDecay

@@ -9,7 +9,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ._checks import check_number, float_tensor
+from ..checks import check_number, float_tensor
 
 
 class _ReLU(Function):

@@ -10,7 +10,7 @@ import numbers
 
 from .. import backend
 from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor, check_operands
-from ._checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
+from ..checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
 
 
 def _operands(a, b, op: str):

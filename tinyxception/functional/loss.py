@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ._checks import any_tensor, expect_rank, float_tensor
+from ..checks import any_tensor, expect_rank, float_tensor
 
 
 def _log_softmax(z):

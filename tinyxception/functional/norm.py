@@ -22,100 +22,34 @@ import math
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ..exercise_mode import exercise
-from ._checks import check_number, expect_nonempty, expect_shape, float_tensor, same_device, same_dtype
+from ..checks import check_number, expect_nonempty, expect_shape, float_tensor, same_device, same_dtype
+from ..kernels import active as kernels
 
 
-def _per_channel(v, ndim: int):
-    """A (C,) vector shaped (1, C, 1, 1) (or (1, C)) so it broadcasts along the channel axis."""
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _rows(x):
-    """x seen as (N, C, M/N): every channel's values along the last axis (a view for contiguous x)."""
-    return x.reshape(x.shape[0], x.shape[1], -1)
-
-
-def _channel_sums(a, b=None):
-    """Per-channel sum of a, or of a * b without materialising the product."""
-    xp = backend.array_module(a)
-    if b is None:
-        return _rows(a).sum(axis=(0, 2))
-    return xp.einsum("ncm,ncm->c", _rows(a), _rows(b))
-
-
-def _normalised(x, mean, inv_std):
-    """xhat = (x - mean) / sigma per channel, as a new array."""
-    xhat = x - _per_channel(mean, x.ndim)
-    xhat *= _per_channel(inv_std, x.ndim)
-    return xhat
-
-
-class _BatchNormTraining(Function):
-    """y = gamma * xhat + beta with the batch's own mean and variance."""
+class BatchNormTrainingFunction(Function):
+    """y = gamma * xhat + beta with the batch's own mean and variance (kernels ``batch_norm_forward``/``backward``)."""
 
     def forward(self, x, gamma, beta, running_mean, running_var, momentum, eps):
-        xp = backend.array_module(x)
-        m = x.size // x.shape[1]
-        mean = _channel_sums(x) / m
-        out = x - _per_channel(mean, x.ndim)  # centred x; scaled and shifted into y in place below
-        var = _channel_sums(out, out) / m
-        inv_std = 1 / xp.sqrt(var + eps)
-        out *= _per_channel(gamma * inv_std, x.ndim)
-        out += _per_channel(beta, x.ndim)
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += (momentum * m / (m - 1)) * var
+        out, mean, inv_std = kernels.batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps)
         # x stays alive in the graph anyway; keeping xhat too would cost one more activation per layer
         self.x, self.mean, self.inv_std, self.gamma = x, mean, inv_std, gamma
         return out
 
     def backward(self, grad):
-        return batch_norm_backward(grad, self.x, self.mean, self.inv_std, self.gamma)
+        return kernels.batch_norm_backward(grad, self.x, self.mean, self.inv_std, self.gamma)
 
 
-@exercise("norm", chapter="ch3_norm_pool", notebook="04_batchnorm_relu_pooling")
-def batch_norm_backward(grad, x, mean, inv_std, gamma):
-    """(dL/dx, dL/dgamma, dL/dbeta) of training-mode batch norm, given grad = dL/dy.
-
-    x: (N, C, H, W) or (N, C); mean, inv_std = 1 / sqrt(var + eps) and gamma: (C,), the batch statistics.
-    With g = dL/dy and sigma = sqrt(var + eps), xhat_j depends on every x_i of its channel (M values):
-      d xhat_j / d x_i = (delta_ij - 1/M - xhat_i * xhat_j / M) / sigma
-    so dL/dx_i = sum_j g_j * gamma * d xhat_j / d x_i
-               = (gamma / sigma) / M * (M * g_i - sum(g) - xhat_i * sum(g * xhat)),
-    where sum(g) = dL/dbeta and sum(g * xhat) = dL/dgamma.
-    """
-    xp, ndim, m = backend.array_module(grad), grad.ndim, grad.size // grad.shape[1]
-    sum_g = _channel_sums(grad)
-    xhat = _normalised(x, mean, inv_std)
-    sum_gx = _channel_sums(grad, xhat)
-    dx = xhat  # the buffer is reused: dx = (g - (sum(g) + xhat * sum(g * xhat)) / M) * gamma / sigma
-    dx *= _per_channel(sum_gx / m, ndim)
-    dx += _per_channel(sum_g / m, ndim)
-    xp.subtract(grad, dx, out=dx)
-    dx *= _per_channel(gamma * inv_std, ndim)
-    return dx, sum_gx, sum_g
-
-
-class _BatchNormInference(Function):
-    """y = x * scale + shift with scale and shift folded from the running statistics."""
+class BatchNormInferenceFunction(Function):
+    """y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta: the running statistics are constants."""
 
     def forward(self, x, gamma, beta, running_mean, running_var, eps):
         xp = backend.array_module(x)
-        inv_std = 1 / xp.sqrt(running_var + eps)
-        scale = gamma * inv_std
-        out = xp.multiply(x, _per_channel(scale, x.ndim))
-        out += _per_channel(beta - running_mean * scale, x.ndim)
-        self.x, self.mean, self.inv_std, self.scale = x, running_mean.copy(), inv_std, scale  # copy: updated in place
-        return out
+        self.x, self.mean, self.gamma = x, running_mean.copy(), gamma  # copy: updated in place by training
+        self.inv_std = 1 / xp.sqrt(running_var + eps)
+        return kernels.batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps)
 
     def backward(self, grad):
-        # The statistics are constants: dy/dx = scale, dy/dgamma = xhat, dy/dbeta = 1.
-        need_x, need_gamma, need_beta = self.needs_input_grad
-        dx = grad * _per_channel(self.scale, grad.ndim) if need_x else None
-        dgamma = _channel_sums(grad, _normalised(self.x, self.mean, self.inv_std)) if need_gamma else None
-        return dx, dgamma, _channel_sums(grad) if need_beta else None
+        return kernels.batch_norm_inference_backward(grad, self.x, self.mean, self.inv_std, self.gamma)
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
@@ -146,9 +80,16 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
     same_device(op, x=x, **params)
     momentum = check_number(momentum, f"{op}: momentum", 0, 1)
     eps = check_number(eps, f"{op}: eps", 0, math.inf, "()")
-    stats = {"running_mean": params["running_mean"].data, "running_var": params["running_var"].data}
+    return normalize(x, params["gamma"], params["beta"], params["running_mean"].data, params["running_var"].data,
+                     training, momentum, eps)
+
+
+def normalize(x, gamma, beta, running_mean, running_var, training: bool, momentum: float, eps: float) -> Tensor:
+    """batch_norm of checked operands (running statistics as arrays): what BatchNorm2d calls."""
     if not training:
-        return _BatchNormInference.apply(x, params["gamma"], params["beta"], **stats, eps=eps)
+        return BatchNormInferenceFunction.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
+                                                eps=eps)
     if x.size < 2 * x.shape[1]:
-        raise ValueError(f"{op}: training needs more than one value per channel, got x of shape {x.shape}")
-    return _BatchNormTraining.apply(x, params["gamma"], params["beta"], **stats, momentum=momentum, eps=eps)
+        raise ValueError(f"batch_norm: training needs more than one value per channel, got x of shape {x.shape}")
+    return BatchNormTrainingFunction.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
+                                           momentum=momentum, eps=eps)

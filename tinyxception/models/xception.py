@@ -20,8 +20,8 @@ import math
 
 from .. import backend
 from ..autograd import Tensor
-from ..functional._checks import check_int, check_number, expect_channels, image_batch
-from ..functional._geometry import check_padding, window_geometry
+from ..checks import check_int, check_number, expect_channels, image_batch
+from ..checks import check_padding, window_geometry
 from ..nn import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear, MaxPool2d, Module, ReLU,
                   SeparableConv2d, Sequential, init)
 

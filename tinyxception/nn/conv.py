@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 
-from .. import functional as F
-from ..functional._checks import check_int, int_pair
-from ..functional._geometry import check_padding
+from ..checks import check_int, check_padding, int_pair, layer_input, window_geometry
+from ..functional.conv import convolution
 from . import init
 from .layers import make_activation
 from .module import Module, Parameter
@@ -45,17 +44,19 @@ class Conv2d(Module):
         shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(init.glorot_uniform(shape, self.keras_kernel_shape(), init.default_rng(rng)))
         self.bias = Parameter(init.zeros(out_channels)) if bias else None
+        self._pads = {}  # input (H, W) -> pads: the geometry is worked out once per input size
 
     def keras_kernel_shape(self) -> tuple:
         """The same kernel in Keras' layout (kh, kw, C_in / groups, C_out): it fixes the Glorot fans."""
         return self.kernel_size + (self.in_channels // self.groups, self.out_channels)
 
-    def convolve(self, x):
-        """The convolution without the bias."""
-        return F.conv2d(x, self.weight, stride=self.stride, padding=self.padding, groups=self.groups)
-
     def forward(self, x):
-        y = self.convolve(x)
+        x = layer_input(x, self.in_channels, self.weight, type(self).__name__)
+        size = x.shape[2:]
+        if size not in self._pads:
+            self._pads[size] = window_geometry(x.shape, self.kernel_size, self.stride, self.padding,
+                                               type(self).__name__)[0]
+        y = convolution(x, self.weight, self.stride, self._pads[size], self.groups)
         return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
 
     def multiply_adds(self, output_shape) -> int:
@@ -72,7 +73,7 @@ class Conv2d(Module):
 class DepthwiseConv2d(Conv2d):
     """One k x k filter per channel, no mixing across channels: weight (C, 1, kh, kw), k^2 C parameters.
 
-    The same as ``Conv2d(C, C, k, groups=C)``, computed by the vectorised ``F.depthwise_conv2d``.
+    The same as ``Conv2d(C, C, k, groups=C)``, computed by the depthwise kernels (``F.depthwise_conv2d``).
     """
 
     def __init__(self, channels: int, kernel_size, stride: int = 1, padding=0, bias: bool = False, rng=None):
@@ -81,9 +82,6 @@ class DepthwiseConv2d(Conv2d):
     def keras_kernel_shape(self) -> tuple:
         """Keras' depthwise kernel layout (kh, kw, C, 1)."""
         return self.kernel_size + (self.in_channels, 1)
-
-    def convolve(self, x):
-        return F.depthwise_conv2d(x, self.weight, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
@@ -95,9 +93,6 @@ class PointwiseConv2d(Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = False, rng=None):
         super().__init__(in_channels, out_channels, 1, bias=bias, rng=rng)
-
-    def convolve(self, x):
-        return F.pointwise_conv2d(x, self.weight)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}" + (", bias=True" if self.bias is not None else "")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
-from ..functional._checks import check_int, check_number, image_batch, int_pair
-from ..functional._geometry import check_padding
+from ..checks import check_int, check_number, check_padding, image_batch, int_pair, layer_input
+from ..functional.norm import normalize
 from . import init
 from .module import Module, Parameter
 
@@ -31,8 +31,9 @@ class BatchNorm2d(Module):
         self.register_buffer("running_var", init.ones(num_features))
 
     def forward(self, x):
-        return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var, self.training,
-                            momentum=self.momentum, eps=self.eps)
+        x = layer_input(x, self.num_features, self.gamma, "BatchNorm2d", ranks=(4, 2))
+        return normalize(x, self.gamma, self.beta, self.running_mean, self.running_var, self.training,
+                         self.momentum, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numbers
 
-from .. import backend, debug
-from ..autograd import Tensor, as_tensor, tensor
+from . import backend, debug
+from .autograd import Tensor, as_tensor, tensor
+from .kernels.geometry import output_size, same_padding
 
 
 def is_int(value, minimum: int = 1) -> bool:
@@ -133,3 +134,47 @@ def same_device(op: str, **tensors: Tensor) -> None:
     devices = {name: t.device for name, t in tensors.items()}
     if len(set(devices.values())) > 1:
         raise ValueError(f"{op}: inputs live on different devices {devices}; move them with .to(device)")
+
+
+def check_padding(padding, what: str) -> None:
+    """ValueError (starting with `what`, e.g. "conv2d: padding") unless padding is an int >= 0, "valid" or "same"."""
+    if not (is_int(padding, minimum=0) or (isinstance(padding, str) and padding in ("valid", "same"))):
+        raise ValueError(f"{what} must be a non-negative int, 'valid' or 'same', got {padding!r}")
+
+
+def resolve_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: int, op: str):
+    """((top, bottom), (left, right)) for padding given as int, "valid" or "same"."""
+    check_padding(padding, f"{op}: padding")
+    if padding == "same":
+        return tuple(same_padding(n, k, stride) for n, k in zip(size, kernel))
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    return ((padding, padding), (padding, padding))
+
+
+def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: str):
+    """Padding and output size for a window op; ValueError when the kernel does not fit."""
+    check_int(stride, f"{op}: stride")
+    h, w = x_shape[-2:]
+    pads = resolve_padding(padding, (h, w), kernel, stride, op)
+    padded = (h + sum(pads[0]), w + sum(pads[1]))
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
+                         f"{padded[0]}x{padded[1]} (input {h}x{w}, padding {padding!r})")
+    return pads, output_size(x_shape, kernel, stride, pads)
+
+
+def layer_input(x, channels: int, weight: Tensor, layer: str, ranks: tuple = (4,)) -> Tensor:
+    """x as a float (N, channels, H, W) Tensor (or (N, channels) where `ranks` allows 2) with the dtype and device
+    of the layer's `weight`, or a clear error: the one check of a layer's input, before it calls its Function."""
+    t = float_tensor(x, "x", layer)
+    if t.ndim not in ranks:
+        layouts = " or ".join({4: "4 (N, C, H, W)", 2: "2 (N, C)"}[rank] for rank in ranks)
+        hint = "; for a single image add the batch axis with x[None]" if t.ndim == 3 else ""
+        raise ValueError(f"{layer}: x must have {layouts} dimensions, got shape {t.shape}{hint}")
+    expect_nonempty(t, "x", "(N, C, ...)", layer)
+    expect_channels(t, channels, "x", layer)
+    if t.dtype != weight.dtype or t.device != weight.device:
+        same_device(layer, x=t, weight=weight)
+        same_dtype(layer, x=t, weight=weight)
+    return t

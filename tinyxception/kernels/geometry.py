@@ -1,4 +1,4 @@
-"""Window geometry shared by convolution and pooling: padding rules, output sizes, strided taps.
+"""Window geometry shared by the fast kernels: padding, output sizes, strided taps, cache tiles.
 
 A k x k window with stride s slides over a padded input. With ``out`` output
 positions, tap (i, j) of every window reads the strided view
@@ -8,13 +8,6 @@ so an op can loop over the k*k taps (never over channels) and do whole-array wor
 from __future__ import annotations
 
 from .. import backend
-from ._checks import check_int, is_int
-
-
-def check_padding(padding, what: str) -> None:
-    """ValueError (starting with `what`, e.g. "conv2d: padding") unless padding is an int >= 0, "valid" or "same"."""
-    if not (is_int(padding, minimum=0) or (isinstance(padding, str) and padding in ("valid", "same"))):
-        raise ValueError(f"{what} must be a non-negative int, 'valid' or 'same', got {padding!r}")
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -22,28 +15,6 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
-
-
-def resolve_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: int, op: str):
-    """((top, bottom), (left, right)) for padding given as int, "valid" or "same"."""
-    check_padding(padding, f"{op}: padding")
-    if padding == "same":
-        return tuple(same_padding(n, k, stride) for n, k in zip(size, kernel))
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    return ((padding, padding), (padding, padding))
-
-
-def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: str):
-    """Padding and output size for a window op; ValueError when the kernel does not fit."""
-    check_int(stride, f"{op}: stride")
-    h, w = x_shape[-2:]
-    pads = resolve_padding(padding, (h, w), kernel, stride, op)
-    padded = (h + sum(pads[0]), w + sum(pads[1]))
-    if kernel[0] > padded[0] or kernel[1] > padded[1]:
-        raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
-                         f"{padded[0]}x{padded[1]} (input {h}x{w}, padding {padding!r})")
-    return pads, output_size(x_shape, kernel, stride, pads)
 
 
 def output_size(x_shape, kernel: tuple[int, int], stride: int, pads) -> tuple[int, int]:

@@ -1,0 +1,275 @@
+"""The fast convolutions. The reference is ``kernels/reference/conv.py`` (same names, same values, shapes and
+dtypes); read that first. Optimisations:
+
+- depthwise: the taps are read as long 1-D slices of the padded image laid out as one line per channel
+  (``_Lines``), a cache-sized tile of channels at a time; on the CPU, maps with fewer pixels than channels are
+  computed channels-last as ONE einsum over a strided view of all taps (``_ChannelsLast``), and the result is
+  returned as an NCHW *view* of that channels-last array; its backward at stride 1 is the forward of the
+  gradient with the flipped kernel;
+- pointwise: reads x in either storage (NCHW or a channels-last view) without a copy; the weight gradient takes
+  whichever of two products has the smaller temporary;
+- grouped: im2col (all k*k taps gathered into columns once), then one batched matrix product for all groups.
+No other kernel depends on how these store their results: every result is an (N, C, H, W) array of the right
+values. Measured effects of each optimisation are in docs/benchmarks.md.
+"""
+from ... import backend
+from ..geometry import cache_tiles, output_size, pad, tap, taps, unpad
+
+
+def _padded_zeros(grad, x_shape, pads):
+    """A zero gradient buffer shaped like the padded input, to scatter tap gradients into."""
+    (top, bottom), (left, right) = pads
+    shape = tuple(x_shape[:2]) + (x_shape[2] + top + bottom, x_shape[3] + left + right)
+    return backend.array_module(grad).zeros(shape, dtype=grad.dtype)
+
+
+def _sum_over_images(grad, columns):
+    """sum over n of grad[n] @ columns[n]^T for grad (N, G, A, P), columns (N, G, B, P): shape (G, A, B).
+
+    Two ways to compute it: per-image products then a sum (a temporary of N*G*A*B numbers), or, for G = 1,
+    one product over all images and pixels (tensordot, which copies both operands to (A, N*P) layouts
+    unless N = 1). We take the smaller temporary, which is also the faster way on Xception's shapes.
+    """
+    n, groups, a, p = grad.shape
+    b = columns.shape[2]
+    if groups == 1 and (n == 1 or p * (a + b) <= a * b):
+        return backend.array_module(grad).tensordot(grad[:, 0], columns[:, 0], axes=([0, 2], [0, 2]))[None]
+    return (grad @ columns.swapaxes(-1, -2)).sum(axis=0)
+
+
+class _Lines:
+    """One long line per channel: the zero-padded image, row after row (`row` = padded width).
+
+    Output pixel (y, x) of tap (i, j) reads padded pixel (s*y + i, s*x + j), which is line index
+    (i*row + j) + s*(y*row + x). So for all output pixels at once, tap (i, j) is ONE slice of the line,
+    line[i*row + j :: s], read as a "wide" output of Ho rows of `row` >= Wo pixels; the extra pixels of each
+    row are garbage that `crop` drops (k - 1 per row at stride 1). NumPy runs these long 1-D slices several
+    times faster than 2-D tap windows whose rows are only Wo pixels long.
+    """
+
+    def __init__(self, x_shape, pads, kernel, stride):
+        (top, bottom), (left, right) = pads
+        self.kernel, self.stride, self.x_shape, self.corner = kernel, stride, x_shape, (top, left)
+        self.out = out = output_size(x_shape, kernel, stride, pads)
+        self.row = x_shape[3] + left + right
+        self.rows = max(x_shape[2] + top + bottom, stride * out[0] + kernel[0])  # room for the last tap's slice
+        self.wide = (out[0], self.row)
+
+    def lay_out(self, x):
+        """x zero-padded into lines: (N, C, rows * row)."""
+        (h, w), (top, left) = x.shape[2:], self.corner
+        lines = backend.array_module(x).zeros(x.shape[:2] + (self.rows, self.row), dtype=x.dtype)
+        lines[..., top:top + h, left:left + w] = x
+        return lines.reshape(x.shape[:2] + (-1,))
+
+    def image(self, lines):
+        """The inverse of lay_out: the (N, C, H, W) view of the unpadded pixels."""
+        (h, w), (top, left) = self.x_shape[2:], self.corner
+        return lines.reshape(lines.shape[:2] + (self.rows, self.row))[..., top:top + h, left:left + w]
+
+    def taps(self, lines):
+        """(i, j, slice of the line read by tap (i, j) for the wide output, flattened)."""
+        length = self.wide[0] * self.wide[1] * self.stride
+        for i, j in taps(self.kernel):
+            start = i * self.row + j
+            yield i, j, lines[..., start:start + length:self.stride]
+
+    def crop(self, wide):
+        """The (N, C, Ho, Wo) output from its wide layout (N, C, Ho * row)."""
+        return wide.reshape(wide.shape[:2] + self.wide)[..., :self.out[1]]
+
+    def widen(self, grad):
+        """The gradient (N, C, Ho, Wo) in the wide layout, zero in the garbage columns."""
+        wide = backend.array_module(grad).zeros(grad.shape[:2] + self.wide, dtype=grad.dtype)
+        wide[..., :self.out[1]] = grad
+        return wide.reshape(grad.shape[:2] + (-1,))
+
+
+class _ChannelsLast:
+    """One image zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
+
+    ``_Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
+    19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the arithmetic (a (728, 399)
+    product takes 3x as long as the same numbers in one row). Channels-last, the weights of a tap are one
+    vector of C numbers, and at stride 1 output pixel (y, x) of tap (i, j) reads padded pixel (y + i, x + j),
+    i.e. pixel (i*row + j) + (y*row + x): tap (i, j) is a block of (pixels, C) values starting at pixel
+    i*row + j, read as a "wide" output of `row` >= Wo pixels per row. All the taps together are ONE strided
+    view (kh, kw, pixels, C) of the padded image, and one einsum sums them times their weight vectors: per
+    output pixel, k*k fused multiply-adds over C contiguous numbers, in one pass and without a temporary.
+    """
+
+    def __init__(self, x_shape, pads, kernel):
+        (top, bottom), (left, right) = pads
+        h, w = x_shape[2:]
+        self.kernel, self.out, self.corner = kernel, output_size(x_shape, kernel, 1, pads), (top, left)
+        self.row = w + left + right
+        self.pixels = self.out[0] * self.row  # of the wide output
+        self.rows = max(h + top + bottom, self.out[0] + kernel[0])  # room for the last tap's block, as in _Lines
+
+    def taps(self, image):
+        """image (C, H, W) padded channels-last, as the view (kh, kw, pixels, C): [i, j] is tap (i, j)."""
+        xp, (c, h, w), (top, left) = backend.array_module(image), image.shape, self.corner
+        padded = xp.zeros((self.rows, self.row, c), dtype=image.dtype)
+        padded[top:top + h, left:left + w] = image.transpose(1, 2, 0)
+        row_step, pixel_step, channel_step = padded.strides
+        return xp.lib.stride_tricks.as_strided(padded, shape=self.kernel + (self.pixels, c),
+                                               strides=(row_step, pixel_step, pixel_step, channel_step))
+
+    def crop(self, wide):
+        """The (Ho, Wo, C) view of the output pixels in the wide output (pixels, C)."""
+        (ho, wo), c = self.out, wide.shape[1]
+        return wide.reshape(ho, self.row, c)[:, :wo]
+
+
+def _weighted_sum(pairs, out):
+    """out = the sum of a * b over the (a, b) pairs: the first product is written straight into out,
+    the others go through one temporary (NumPy has no fused multiply-add)."""
+    xp, product = backend.array_module(out), None
+    for k, (a, b) in enumerate(pairs):
+        if k == 0:
+            xp.multiply(a, b, out=out)
+        else:
+            product = xp.multiply(a, b, out=product)
+            out += product
+    return out
+
+
+def depthwise_conv2d_forward(x, w, stride, pads):
+    """y[n, c, oy, ox] = sum over taps (i, j) of w[c, 0, i, j] * xpad[n, c, s*oy + i, s*ox + j].
+
+    x: (N, C, H, W); w: (C, 1, kh, kw); xpad is x with pads ((top, bottom), (left, right)) of zeros.
+    On the CPU, maps with fewer pixels than channels are computed channels-last (``_ChannelsLast``): the result
+    has the same values and shape, stored channels-last, which pointwise_conv2d_forward reads without a copy.
+    """
+    if stride == 1 and x.shape[2] * x.shape[3] <= x.shape[1] and not backend.is_cuda_array(x):
+        return _depthwise_channels_last(x, w, pads)  # a CPU remedy: GPU kernels pay nothing per row
+    xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
+    out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
+    wide_pixels = lines.wide[0] * lines.wide[1]
+    for tile in cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
+        x_tile = x[:, tile]
+        weighted_taps = ((line_tap, w[tile, 0, i, j, None]) for i, j, line_tap in lines.taps(lines.lay_out(x_tile)))
+        wide = xp.empty(x_tile.shape[:2] + (wide_pixels,), dtype=x.dtype)
+        out[:, tile] = lines.crop(_weighted_sum(weighted_taps, wide))
+    return out
+
+
+def _depthwise_channels_last(x, w, pads):
+    """depthwise_conv2d_forward at stride 1, image by image on the channels-last layout of _ChannelsLast;
+    the result is stored (N, Ho, Wo, C)."""
+    xp, rows = backend.array_module(x), _ChannelsLast(x.shape, pads, w.shape[2:])
+    out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
+    weights = xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # (kh, kw, C): each tap's weights, contiguous
+    for image in range(x.shape[0]):
+        out[image] = rows.crop(xp.einsum("ijpc,ijc->pc", rows.taps(x[image]), weights))
+    return out.transpose(0, 3, 1, 2)
+
+
+def depthwise_conv2d_backward(grad, x, w, stride, pads):
+    """(dL/dx, dL/dw) of depthwise_conv2d_forward, given grad = dL/dy.
+
+    Each tap is a product tap_ij(xpad) * w[c, 0, i, j], so dL/dw[c, 0, i, j] = sum over n, oy, ox of
+    grad * tap_ij(xpad), and tap_ij(xpad) receives grad * w[c, 0, i, j]; the taps are overlapping views
+    of the same padded image, so their gradients add up in one zero buffer, whose interior is dL/dx.
+    At stride 1 (all of Xception's depthwise convs) that sum is itself a depthwise conv, of grad with the
+    flipped kernel (``_flipped_kernel_pads``), and the forward computes it.
+    """
+    xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
+    flipped_pads = _flipped_kernel_pads(pads, w.shape[2:]) if stride == 1 else None
+    wide_grad = lines.widen(grad)
+    if flipped_pads is None:
+        grad_x = _add_tap_gradients(wide_grad, w, lines)
+    else:
+        grad_x = depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
+    grad_w = xp.empty_like(w)
+    for i, j, line_tap in lines.taps(lines.lay_out(x)):
+        grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
+    return grad_x, grad_w
+
+
+def _flipped_kernel_pads(pads, kernel):
+    """At stride 1, dL/dx[y, x] = sum over taps of w[i, j] * grad[y + top - i, x + left - j]; with i' = k-1-i
+    that is a conv of grad, padded by k-1-top above and k-1-bottom below (the same for columns), with the
+    flipped kernel w[k-1-i', k-1-j']. Returns those pads, or None when a pad exceeds k - 1 (the conv would
+    have to crop grad instead)."""
+    flipped = tuple((k - 1 - before, k - 1 - after) for (before, after), k in zip(pads, kernel))
+    return flipped if min(min(pair) for pair in flipped) >= 0 else None
+
+
+def _add_tap_gradients(wide_grad, w, lines):
+    """dL/dx by adding grad * w[c, 0, i, j] into each tap's view of one zero buffer, a cache tile at a time."""
+    xp = backend.array_module(wide_grad)
+    grad_lines = xp.zeros(wide_grad.shape[:2] + (lines.rows * lines.row,), dtype=wide_grad.dtype)
+    for tile in cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
+        grad_tile, tmp = wide_grad[:, tile], xp.empty_like(wide_grad[:, tile])
+        for i, j, line_tap in lines.taps(grad_lines[:, tile]):
+            line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)
+    return lines.image(grad_lines)
+
+
+def _pixel_matrices(x):
+    """x (N, C, H, W) as N matrices (C, H*W), a view for NCHW and for channels-last storage alike.
+
+    Stored channels-last (as depthwise_conv2d_forward leaves small maps), x[n] is the transpose of a
+    contiguous (H*W, C) matrix: BLAS takes such a matrix as it is, where reshape would copy it.
+    """
+    n, c, h, w = x.shape
+    pixels_first = x.transpose(0, 2, 3, 1)
+    if pixels_first.flags.c_contiguous and not x.flags.c_contiguous:
+        return pixels_first.reshape(n, h * w, c).swapaxes(1, 2)
+    return x.reshape(n, c, h * w)
+
+
+def pointwise_conv2d_forward(x, w):
+    """y[n] = W @ x[n] with W = w as (C_out, C_in) and x[n] as (C_in, H*W). x: (N, C_in, H, W)."""
+    n, c, h, width = x.shape
+    return (w.reshape(w.shape[0], c) @ _pixel_matrices(x)).reshape(n, w.shape[0], h, width)
+
+
+def pointwise_conv2d_backward(grad, x, w):
+    """(dL/dx, dL/dw) of pointwise_conv2d_forward, given grad = dL/dy.
+
+    Y = W X for every image, so dX = W^T dY and dW = sum over images and pixels of dY X^T.
+    """
+    (n, c_out, h, width), c_in = grad.shape, x.shape[1]
+    grad = grad.reshape(n, c_out, h * width)
+    grad_x = (w.reshape(c_out, c_in).T @ grad).reshape(x.shape)
+    grad_w = _sum_over_images(grad[:, None], _pixel_matrices(x)[:, None]).reshape(w.shape)
+    return grad_x, grad_w
+
+
+def _columns(x, kernel, stride, pads, groups):
+    """im2col: columns[n, g, (c, i, j), (y, x)] = xpad[n, g*C_in/groups + c, s*y + i, s*x + j].
+
+    Rebuilt in backward rather than kept: k*k times the input is too much memory to hold until then.
+    """
+    xp, (n, c), out = backend.array_module(x), x.shape[:2], output_size(x.shape, kernel, stride, pads)
+    xpad, columns = pad(x, pads), xp.empty((n, c) + tuple(kernel) + out, dtype=x.dtype)
+    for i, j in taps(kernel):
+        columns[:, :, i, j] = tap(xpad, i, j, stride, out)
+    return columns.reshape(n, groups, c // groups * kernel[0] * kernel[1], -1)
+
+
+def _weight_matrices(w, groups):
+    """w as (groups, C_out/groups, C_in/groups * kh * kw): a view, rows match the column order."""
+    return w.reshape(groups, w.shape[0] // groups, -1)
+
+
+def conv2d_forward(x, w, stride, pads, groups):
+    """y[n, g] = w_g @ columns(x)[n, g]: one batched product over images and groups."""
+    y = _weight_matrices(w, groups) @ _columns(x, w.shape[2:], stride, pads, groups)
+    return y.reshape((x.shape[0], w.shape[0]) + output_size(x.shape, w.shape[2:], stride, pads))
+
+
+def conv2d_backward(grad, x, w, stride, pads, groups):
+    """Y_g = W_g C_g per image: dW_g = sum_n dY_g C_g^T, dC_g = W_g^T dY_g; every column entry is a copy of one
+    xpad pixel, so dC scatters back (col2im) by adding tap by tap."""
+    (n, c_out), out = grad.shape[:2], grad.shape[2:]
+    grad = grad.reshape(n, groups, c_out // groups, -1)
+    grad_columns = (_weight_matrices(w, groups).swapaxes(-1, -2) @ grad).reshape(x.shape[:2] + w.shape[2:] + out)
+    grad_pad = _padded_zeros(grad, x.shape, pads)
+    for i, j in taps(w.shape[2:]):
+        window = tap(grad_pad, i, j, stride, out)
+        window += grad_columns[:, :, i, j]
+    grad_w = _sum_over_images(grad, _columns(x, w.shape[2:], stride, pads, groups)).reshape(w.shape)
+    return unpad(grad_pad, pads), grad_w

@@ -1,0 +1,110 @@
+"""Learner mode: the library runs the learner's own kernels, from ``tinyxception/exercises/`` or another folder.
+
+Each exercise is a kernel of the registry (``tinyxception.kernels``) that a learner writes in
+``<folder>/<module>.py`` with the same name and signature as in ``kernels/reference/<module>.py``. In learner
+mode the registry hands those kernels' arguments to the learner's functions, so the chapter tests that check the
+library now check the learner's code:
+
+    pytest --exercises -m ch2_conv                       # the stubs in tinyxception/exercises/
+    pytest --exercises-dir=~/my_kernels -m ch2_conv      # a folder of your own, laid out the same way (note the =)
+    TINYXCEPTION_EXERCISES=1 python my_script.py         # =1: the package's folder; or =/path/to/folder
+
+A learner's file is theirs: it may import numpy or anything else. It is read again whenever it changes on disk,
+so an edit shows at the next call, in a notebook too. The solutions are the reference tier's files.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_FOLDER = Path(__file__).resolve().parent.parent / "exercises"
+ENVIRONMENT_VARIABLE = "TINYXCEPTION_EXERCISES"
+OFF = ("", "0", "false", "off", "no")
+ON = ("1", "true", "on", "yes")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One kernel a learner writes: where (``<folder>/<module>.py``), which notebook explains it, which tests."""
+
+    name: str
+    module: str
+    chapter: str
+    notebook: str
+
+    def hint(self) -> str:
+        """What the stub says: where to read up and how to check the work."""
+        return (f"not implemented yet: {self.name} in exercises/{self.module}.py. "
+                f"Read notebooks/{self.notebook}.ipynb, then check it with: pytest --exercises -m {self.chapter}")
+
+
+_CONV = ("conv", "ch2_conv", "02_depthwise_pointwise_regular_conv")
+_POOL = ("pool", "ch3_norm_pool", "04_batchnorm_relu_pooling")
+EXERCISES: dict[str, Exercise] = {name: Exercise(name, *where) for name, where in (
+    ("topological_order", ("autograd", "ch1_autograd", "01_tensors_and_autograd")),
+    ("depthwise_conv2d_forward", _CONV), ("depthwise_conv2d_backward", _CONV),
+    ("pointwise_conv2d_forward", _CONV), ("pointwise_conv2d_backward", _CONV),
+    ("batch_norm_backward", ("norm", "ch3_norm_pool", "04_batchnorm_relu_pooling")),
+    ("max_pool2d_backward", _POOL), ("global_avg_pool2d_backward", _POOL),
+)}
+"""name -> Exercise, in the order of the chapters."""
+
+_loaded: dict[Path, tuple[tuple[int, int], object]] = {}
+
+
+def check_folder(folder) -> Path:
+    """folder as an absolute Path, or a ValueError naming it when it is not an existing directory."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"learner mode: the exercise folder must be an existing directory, got {str(folder)!r}")
+    return path.resolve()
+
+
+def folder_from_environment() -> Path | None:
+    """The folder TINYXCEPTION_EXERCISES asks for: the package's for 1/true/on/yes, none for unset/0/false/off/no,
+    otherwise the path it holds (which must exist)."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    if value.lower() in OFF:
+        return None
+    return PACKAGE_FOLDER if value.lower() in ON else check_folder(value)
+
+
+def learner_module(folder: Path, module: str):
+    """``<folder>/<module>.py`` imported as a fresh module, again whenever the file changed; or a clear error."""
+    path = Path(folder).resolve() / f"{module}.py"
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"learner mode: no file {path} (copy tinyxception/exercises/{module}.py there)") \
+            from None
+    version = (stat.st_mtime_ns, stat.st_size)
+    if path not in _loaded or _loaded[path][0] != version:
+        spec = importlib.util.spec_from_file_location(f"tinyxception_exercises_{module}_{abs(hash(path))}", path)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        _loaded[path] = version, loaded
+    return _loaded[path][1]
+
+
+def learner_function(name: str, folder):
+    """The learner's version of exercise `name` from `folder`, or a clear error."""
+    entry = EXERCISES[name]
+    function = getattr(learner_module(folder, entry.module), name, None)
+    if not callable(function):
+        raise AttributeError(f"learner mode: {Path(folder) / (entry.module + '.py')} defines no function {name}")
+    return function
+
+
+def dispatcher(folder: Path, name: str):
+    """A kernel that calls the learner's `name` from `folder`, read at call time (so edits show at once)."""
+    def learners_kernel(*args):
+        return learner_function(name, folder)(*args)
+    learners_kernel.__name__ = learners_kernel.__qualname__ = name
+    return learners_kernel
+
+
+def todo(name: str) -> NotImplementedError:
+    """The error a stub raises: ``raise todo("depthwise_conv2d_forward")``."""
+    return NotImplementedError(EXERCISES[name].hint())

@@ -1,0 +1,22 @@
+"""Reference kernel of chapter 1: the order in which backward() visits the graph."""
+
+
+def topological_order(root):
+    """The tensors that require grad and are reachable from `root` through ``t._ctx.inputs``, each listed once,
+    every one after all of its inputs (so `root` comes last).
+
+    Depth-first with an explicit stack instead of recursion (a 1000-layer chain would hit Python's recursion
+    limit): a node is pushed once to visit its inputs and once more to be listed after them; the `visited` set
+    (by ``id``, since tensors are not hashable by value) lists a tensor used twice (``b = a + a``) only once.
+    """
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+        elif id(node) not in visited:
+            visited.add(id(node))
+            stack.append((node, True))
+            if node._ctx is not None:
+                stack.extend((t, False) for t in node._ctx.inputs if t.requires_grad and id(t) not in visited)
+    return order
