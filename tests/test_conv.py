@@ -145,39 +145,6 @@ def test_conv2d_special_cases_gradients(device, name):
     check_gradients(lambda x, w: F.conv2d(x, w, stride, padding, groups), x, w, device=device)
 
 
-def test_depthwise_cache_tiles_do_not_change_the_result(monkeypatch):
-    """Depthwise conv works in cache-sized tiles of channels; with tiles of one or two channels the
-    values and gradients must still match the naive loops and central differences."""
-    monkeypatch.setattr(tx.backend, "CPU_CACHE_TILE_BYTES", 100)
-    x, w = random_arrays(3, (2, 5, 6, 7), (5, 1, 3, 3))
-    expected = naive.conv2d(x, w, 1, reference_pads((6, 7), (3, 3), 1, "same"), groups=5)
-    np.testing.assert_allclose(F.depthwise_conv2d(x, w, padding="same").numpy(), expected, rtol=1e-10, atol=1e-12)
-    check_gradients(lambda x, w: F.depthwise_conv2d(x, w, padding="same"), x, w)
-
-
-SMALL_MAPS = {  # fewer pixels than channels, like Xception's 19x19x728: computed channels-last
-    "3x3-same": ((2, 40, 5, 6), (3, 3), "same"),
-    "even-kernel-same": ((1, 30, 4, 5), (2, 3), "same"),  # the extra padding pixel goes bottom/right
-    "1x3-valid": ((3, 20, 3, 4), (1, 3), "valid"),
-    "one-pixel-wide": ((1, 9, 6, 1), (3, 3), 1),
-}
-
-
-@pytest.mark.parametrize("name", SMALL_MAPS)
-def test_depthwise_on_small_maps_is_computed_channels_last(device, name):
-    """On the CPU, maps with fewer pixels than channels are convolved channels-last (one einsum over a strided
-    view of all taps, instead of many short per-channel rows). The result must equal the naive loops and keep
-    the NCHW shape; on the CPU it must be stored channels-last, which tells that this path, not the other,
-    was tested. (On a GPU, which pays nothing per row, the per-channel path runs instead.)"""
-    x_shape, kernel, padding = SMALL_MAPS[name]
-    x, w = random_arrays(5, x_shape, (x_shape[1], 1) + kernel)
-    out = F.depthwise_conv2d(tx.tensor(x, device=device), tx.tensor(w, device=device), 1, padding).data
-    expected = naive.conv2d(x, w, 1, reference_pads(x_shape[2:], kernel, 1, padding), groups=x_shape[1])
-    np.testing.assert_allclose(tx.backend.asnumpy(out), expected, rtol=1e-10, atol=1e-12)
-    assert out.shape == x_shape[:2] + expected.shape[2:]
-    assert out.transpose(0, 2, 3, 1).flags.c_contiguous == (device == "cpu")
-
-
 def test_separable_conv_on_small_maps_gradients():
     """Depthwise then pointwise on a small map: the pointwise conv reads the depthwise's channels-last output
     as it is (no copy) in forward and in backward; the gradients of x and of both weights must still match

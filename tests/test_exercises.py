@@ -5,6 +5,7 @@ the stub's "not implemented yet" message (the stubs are reached, and nothing els
 solutions copied into a folder of their own, every chapter test must pass (exercise mode itself changes
 nothing but whose kernels run). The in-process tests check the switch, the stubs and the progress report.
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 import tinyxception.functional as F
 from tinyxception import exercise_mode
-from tinyxception.exercise_mode import EXERCISES, PACKAGE_FOLDER
+from tinyxception.exercise_mode import EXERCISES, PACKAGE_FOLDER, learner_function
 from tinyxception.exercise_report import PROBLEMS, check_exercise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,39 +28,89 @@ pytestmark = pytest.mark.skipif(exercise_mode.exercise_folder() is not None,
                                 reason="checks the exercise mode from outside; run it in reference mode")
 
 
+REFERENCE_TIER = ROOT / "tinyxception" / "kernels" / "reference"
+LEARNER_SOLUTIONS = ROOT / "tests" / "learner_solutions"
+STUBS_SHA256 = {  # the shipped stubs; a changed stub changes its hash here too
+    "autograd.py": "3f40e472af1a433e13db2ce85892df2e3220c1286bc5dd572489edd03740bce6",
+    "conv.py": "cba2ed316e05005f3c7640153fc8f4fed0f2a6780cbf967b093ecd0b01dfdabd",
+    "norm.py": "639816e0dd01822a8a3a20e6e04d6b5fbf649bae3b0a9d676b346a986bc6fac9",
+    "pool.py": "3704e8c2340fd844dc915e920c42459e66352cd62fe7a7e42bd934551ad42e0b",
+}
+
+
+def stubs_problem() -> str | None:
+    """Why tinyxception/exercises/ does not hold the shipped stubs (None when it does)."""
+    edited = [name for name, digest in STUBS_SHA256.items()
+              if hashlib.sha256((PACKAGE_FOLDER / name).read_bytes()).hexdigest() != digest]
+    return f"your exercise files {edited} are edited (these checks need the untouched stubs)" if edited else None
+
+
+def edited_in_this_checkout() -> bool | None:
+    """Whether git sees local changes in tinyxception/exercises/ (None without git or outside a checkout)."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--", str(PACKAGE_FOLDER)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return bool(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def needs_untouched_stubs(test):
+    """Run `test` only while the package's exercise files are the shipped stubs, so that a learner who solved
+    them in place still gets a passing `pytest`. Where git says the files are as committed (a clean clone, as
+    in CI) but their hashes differ, STUBS_SHA256 is out of date: an error, never a silent skip."""
+    problem = stubs_problem()
+    if problem and edited_in_this_checkout() is False:
+        raise AssertionError(f"{problem}, yet git sees no change: update STUBS_SHA256 in tests/test_exercises.py")
+    return pytest.mark.skipif(problem is not None, reason=problem or "")(test)
+
+
 def write_reference_folder(folder: Path, log: Path | None = None) -> Path:
-    """A learner folder whose functions are the library's reference solutions. With a `log`, each function
-    appends its name there on its first call, so a test can see which kernels the library took from the folder."""
+    """A learner folder holding the reference tier's files themselves (kernels/reference/*.py, the plain
+    solutions). With a `log`, each exercise function appends its name there on its first call, so a test can
+    see which kernels the library took from the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for module in sorted({e.module for e in EXERCISES.values()}):
-        lines = ["from tinyxception.exercise_mode import reference"]
+        source = (REFERENCE_TIER / f"{module}.py").read_text()
+        names = [name for name, e in EXERCISES.items() if e.module == module]
         if log is not None:
-            lines += LOGGED_REFERENCE.format(log=str(log)).splitlines()
-        lines += [f"{name} = reference({name!r})" for name, e in EXERCISES.items() if e.module == module]
-        (folder / f"{module}.py").write_text("\n".join(lines) + "\n")
+            source += LOGGED.format(log=str(log), names=names)
+        (folder / f"{module}.py").write_text(source)
     return folder
 
 
-LOGGED_REFERENCE = """
-_called = set()
-def reference(name, solution=reference):
-    def logged(*args, **kwargs):
-        if name not in _called:
-            _called.add(name)
+LOGGED = """
+
+def _logged(name, solution, called=set()):
+    def logged(*args):
+        if name not in called:
+            called.add(name)
             with open({log!r}, "a") as log:
                 log.write(name + "\\n")
-        return solution(name)(*args, **kwargs)
+        return solution(*args)
     return logged
+
+
+for _name in {names!r}:
+    globals()[_name] = _logged(_name, globals()[_name])
 """
 
 
-def run_chapters(tmp_path: Path, exercise_option: str) -> tuple[int, list[ElementTree.Element]]:
-    """Run every chapter test in a subprocess in exercise mode; (exit code, junit <testcase> elements)."""
+def append_function(folder: Path, module: str, source: str) -> None:
+    """Add (or redefine) a function at the end of a learner's module, as a learner editing the file would."""
+    with open(folder / f"{module}.py", "a") as file:
+        file.write("\n\n" + source)
+
+
+def run_chapters(tmp_path: Path, option: str | None, chapters=CHAPTERS, environment=None):
+    """Run the chapters' tests in a subprocess (with `option`, e.g. --exercises, and `environment` variables);
+    (exit code, junit <testcase> elements)."""
     report = tmp_path / "report.xml"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", exercise_option,
-               "-m", " or ".join(CHAPTERS), f"--junitxml={report}", "--hypothesis-profile=exercise-mode-check"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *([option] if option else []),
+               "-m", " or ".join(chapters), f"--junitxml={report}", "--hypothesis-profile=exercise-mode-check"]
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "TINYXCEPTION_KERNELS": "fast",
+                   "TINYXCEPTION_EXERCISES": "0", **(environment or {})}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=environment)
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return done.returncode, list(ElementTree.parse(report).getroot().iter("testcase"))
 
@@ -80,6 +131,7 @@ def chapter_of(case: ElementTree.Element) -> str:
 
 
 @pytest.mark.slow
+@needs_untouched_stubs
 def test_untouched_stubs_fail_every_chapter_with_the_not_implemented_message(tmp_path):
     """With the stubs as shipped, each chapter has failing tests, every failure is a stub's "not implemented
     yet" (a different error would mean the mode broke something else), and the tests that never touch the
@@ -96,26 +148,48 @@ def test_untouched_stubs_fail_every_chapter_with_the_not_implemented_message(tmp
     assert {chapter_of(case) for case in passed} >= {"ch1_autograd", "ch5_training"}
 
 
-@pytest.mark.slow
-def test_reference_solutions_in_an_exercise_folder_pass_every_chapter(tmp_path):
-    """The reference kernels copied into a learner folder: every chapter test passes in exercise mode, and the
-    log shows that the chapter tests called every one of the folder's functions (so each exercise is tested,
-    and the kernels really came from the folder)."""
-    log = tmp_path / "imported.txt"
-    folder = write_reference_folder(tmp_path / "my_kernels", log)
-    code, cases = run_chapters(tmp_path, f"--exercises-dir={folder}")
+def assert_all_pass(code, cases, at_least):
+    """Every junit case passed or was skipped (none failed), and there were at least `at_least` of them."""
     failed = {case.get("name"): problem_text(case)[:300] for case in cases if problem_text(case) is not None}
     assert code == 0 and not failed, failed
-    assert len(cases) > 300
+    assert len(cases) >= at_least
+
+
+@pytest.mark.slow
+def test_reference_tier_files_as_a_learner_folder_pass_every_chapter(tmp_path):
+    """The reference tier's own files (kernels/reference/*.py) copied into a learner folder: every chapter test
+    passes in learner mode, and the log shows that the chapter tests called every exercise function of the
+    folder (so each exercise is tested, and the kernels really came from the folder)."""
+    log = tmp_path / "imported.txt"
+    folder = write_reference_folder(tmp_path / "my_kernels", log)
+    assert_all_pass(*run_chapters(tmp_path, f"--exercises-dir={folder}"), at_least=300)
     assert sorted(log.read_text().split()) == sorted(EXERCISES)
 
 
+@pytest.mark.slow
+def test_plain_learner_solutions_written_independently_pass_chapters_1_to_3(tmp_path):
+    """tests/learner_solutions/ holds solutions written as a new learner writes them (np.pad, einsum, a
+    step-by-step batch-norm backward, `import numpy as np`), independently of the library: any correct solution
+    must pass, whatever memory layout it returns."""
+    assert_all_pass(*run_chapters(tmp_path, f"--exercises-dir={LEARNER_SOLUTIONS}", CHAPTERS[:3]), at_least=150)
+
+
+@pytest.mark.slow
+def test_the_chapters_pass_on_the_reference_tier(tmp_path):
+    """TINYXCEPTION_KERNELS=reference runs the whole library on the plain kernels: chapters 1-4 (autograd,
+    convolutions, normalisation and pooling, the network with its Keras comparisons) pass on them, on the CPU
+    and on the CuPy stand-in."""
+    assert_all_pass(*run_chapters(tmp_path, None, CHAPTERS[:4], {"TINYXCEPTION_KERNELS": "reference"}),
+                    at_least=300)
+
+
+@needs_untouched_stubs
 def test_every_stub_raises_its_hint(tmp_path):
     """Each stub shipped in tinyxception/exercises/ raises NotImplementedError whose message names the
     exercise, its file, a notebook that exists and the pytest command of a registered chapter marker."""
     pyproject = (ROOT / "pyproject.toml").read_text()
     for name, entry in EXERCISES.items():
-        stub = exercise_mode.learner_function(name, PACKAGE_FOLDER)
+        stub = learner_function(name, PACKAGE_FOLDER)
         with pytest.raises(NotImplementedError) as raised:
             stub(*PROBLEMS[name](np.random.default_rng(0)))
         message = str(raised.value)
@@ -128,9 +202,8 @@ def test_exercise_mode_calls_the_learner_function_and_reference_mode_does_not(tm
     """The switch itself: with a folder whose pointwise forward returns zeros, F.pointwise_conv2d returns zeros;
     switched off again, the library's own result is back."""
     folder = write_reference_folder(tmp_path)
-    source = (folder / "conv.py").read_text()
-    source += "def pointwise_conv2d_forward(x, w):\n    return 0 * reference('pointwise_conv2d_forward')(x, w)\n"
-    (folder / "conv.py").write_text(source)
+    append_function(folder, "conv", "def pointwise_conv2d_forward(x, w, solution=pointwise_conv2d_forward):\n"
+                                    "    return 0 * solution(x, w)\n")
     x, w = np.ones((1, 2, 3, 3)), np.ones((4, 2, 1, 1))
     try:
         exercise_mode.use_exercises(folder)
@@ -138,6 +211,23 @@ def test_exercise_mode_calls_the_learner_function_and_reference_mode_does_not(tm
     finally:
         exercise_mode.use_exercises(None)
     np.testing.assert_allclose(F.pointwise_conv2d(x, w).numpy(), np.full((1, 4, 3, 3), 2.0))
+
+
+def test_an_edited_learner_file_is_used_at_the_next_call(tmp_path):
+    """A learner fixes their file while the library runs (a notebook kernel that stays alive): the next call
+    uses the new code, without switching learner mode off and on."""
+    folder = write_reference_folder(tmp_path)
+    x, w = np.ones((1, 2, 3, 3)), np.ones((4, 2, 1, 1))
+    try:
+        exercise_mode.use_exercises(folder)
+        append_function(folder, "conv", "def pointwise_conv2d_forward(x, w, solution=pointwise_conv2d_forward):\n"
+                                        "    return 0 * solution(x, w)\n")
+        assert np.all(F.pointwise_conv2d(x, w).numpy() == 0)
+        append_function(folder, "conv", "def pointwise_conv2d_forward(x, w, solution=pointwise_conv2d_forward):\n"
+                                        "    return 3 + 0 * solution(x, w)  # edited again, same length\n")
+        assert np.all(F.pointwise_conv2d(x, w).numpy() == 3)
+    finally:
+        exercise_mode.use_exercises(None)
 
 
 def test_bad_exercise_folders_give_clear_errors(tmp_path):
@@ -159,6 +249,7 @@ def run_report(*args) -> str:
     return done.stdout
 
 
+@needs_untouched_stubs
 def test_progress_report_of_the_stubs_and_of_the_reference_solutions(tmp_path):
     """The report lists every exercise: all "not started" for the untouched stubs, all "pass" for the reference
     solutions in a folder."""
@@ -170,15 +261,15 @@ def test_progress_report_of_the_stubs_and_of_the_reference_solutions(tmp_path):
 
 
 @pytest.mark.parametrize("body, reason", [
-    ("return 0 * reference('pointwise_conv2d_forward')(x, w)", "values differ"),
-    ("return reference('pointwise_conv2d_forward')(x, w)[:, :1]", "shape"),
+    ("return 0 * solution(x, w)", "values differ"),
+    ("return solution(x, w)[:, :1]", "shape"),
     ("raise IndexError('off by one')", "IndexError: off by one"),
 ])
 def test_progress_report_says_why_an_exercise_fails(tmp_path, body, reason):
     """A wrong result, a wrong shape and a crash each show as "fail" with the reason, not as a traceback."""
     folder = write_reference_folder(tmp_path)
-    with open(folder / "conv.py", "a") as file:
-        file.write(f"def pointwise_conv2d_forward(x, w):\n    {body}\n")
+    append_function(folder, "conv", f"def pointwise_conv2d_forward(x, w, solution=pointwise_conv2d_forward):\n"
+                                    f"    {body}\n")
     status, detail = check_exercise("pointwise_conv2d_forward", folder)
     assert status == "fail" and reason in detail
     assert check_exercise("pointwise_conv2d_backward", folder) == ("pass", "")
@@ -188,8 +279,8 @@ def test_progress_report_checks_that_an_order_is_topological(tmp_path):
     """topological_order has many right answers, so the report checks the property (each tensor once, after
     its inputs) rather than equality: the reversed reference order fails, the reference order passes."""
     folder = write_reference_folder(tmp_path)
-    with open(folder / "autograd.py", "a") as file:
-        file.write("def topological_order(root):\n    return reference('topological_order')(root)[::-1]\n")
+    append_function(folder, "autograd", "def topological_order(root, solution=topological_order):\n"
+                                        "    return solution(root)[::-1]\n")
     assert check_exercise("topological_order", folder) == ("fail", "a tensor comes before one of its inputs")
 
 
@@ -201,20 +292,22 @@ def test_report_and_tests_agree_on_the_reference_graph():
     assert order[-1] is root and len({id(t) for t in order}) == len(order) == 7
 
 
+@needs_untouched_stubs
 def test_environment_variable_switches_scripts_to_the_learner_kernels(tmp_path):
     """TINYXCEPTION_EXERCISES=1 (read at import) puts a plain script in exercise mode: F.depthwise_conv2d reaches
-    the untouched stub; =<folder> takes the kernels from that folder; unset, the library's own kernels run."""
+    the untouched stub; =<folder> takes the kernels from that folder; =0 or =off (like TINYXCEPTION_DEBUG), the
+    library's own kernels run."""
     script = ("import numpy as np, tinyxception.functional as F\n"
               "try:\n    F.depthwise_conv2d(np.ones((1, 2, 4, 4)), np.ones((2, 1, 3, 3)))\n    print('ran')\n"
               "except NotImplementedError as err:\n    print(err)\n")
     folder = write_reference_folder(tmp_path / "kernels")
     outputs = {}
-    for value in ("1", str(folder), "0"):
+    for value in ("1", str(folder), "0", "off"):
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                               env={**os.environ, exercise_mode.ENVIRONMENT_VARIABLE: value})
         outputs[value] = done.stdout.strip()
     assert outputs["1"].startswith(f"{NOT_IMPLEMENTED}: depthwise_conv2d_forward")
-    assert outputs[str(folder)] == outputs["0"] == "ran"
+    assert outputs[str(folder)] == outputs["0"] == outputs["off"] == "ran"
 
 
 def test_progress_report_refuses_a_missing_folder(tmp_path):

@@ -68,18 +68,6 @@ def test_max_pool_matches_naive_loops(device, problem, seed):
     np.testing.assert_array_equal(out.numpy(), reference_max_pool(x, pair, stride, padding))
 
 
-def test_max_pool_cache_tiles_do_not_change_the_result(monkeypatch):
-    """Max pooling works one cache-sized tile of channels at a time, forward and backward; with tiles of a
-    single channel (a 100-byte budget) every Xception pooling geometry must still equal the loop over
-    windows, and its gradient central differences."""
-    monkeypatch.setattr(tx.backend, "CPU_CACHE_TILE_BYTES", 100)
-    x = np.random.default_rng(1).permutation(2 * 3 * 10 * 9).reshape(2, 3, 10, 9) * 0.1  # distinct: unique maxima
-    for stride, padding in ((2, "same"), (1, "valid"), (3, 1)):
-        out = F.max_pool2d(x, 3, stride, padding).numpy()
-        np.testing.assert_array_equal(out, reference_max_pool(x, (3, 3), stride, padding))
-        check_gradients(lambda x: F.max_pool2d(x, 3, stride, padding), x)
-
-
 def test_same_padding_at_even_size_puts_the_extra_pixel_bottom_right(device):
     """74 -> 37 with 3x3 stride 2 "same" pads (0, 1), unlike PyTorch-style symmetric padding 1: outputs differ."""
     x = np.random.default_rng(0).normal(size=(1, 2, 74, 74))
