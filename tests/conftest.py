@@ -5,12 +5,13 @@ none; and "stand-in", the cuda code path on the CPU through ``tests/cupy_stand_i
 
 ``--exercises`` switches the library to the learner's kernels in ``tinyxception/exercises/``
 (``--exercises-dir=PATH``: another folder laid out the same way), so the chapter tests check the learner's code
-(see docs/learning-with-tests.md).
+(see docs/learning-with-tests.md). ``TINYXCEPTION_KERNELS=reference pytest`` runs every test on the reference tier
+of the kernels instead of the fast one.
 """
 import pytest
 from hypothesis import Phase, settings
 
-from tinyxception import backend, exercise_mode
+from tinyxception import backend, exercise_mode, kernels
 
 import cupy_stand_in
 
@@ -35,8 +36,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    folder = exercise_mode.exercise_folder()
-    return f"tinyxception: {'exercise mode, kernels from ' + str(folder) if folder else 'reference kernels'}"
+    return f"tinyxception: {kernels.describe()}"
 
 
 def _device_params():

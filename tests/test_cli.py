@@ -1,4 +1,6 @@
 """Chapter: the command line. ``python -m tinyxception`` checks the built network against the paper."""
+import os
+import shutil
 import subprocess
 import sys
 import types
@@ -9,9 +11,12 @@ import tinyxception as tx
 from tinyxception import cli
 
 
-def run_module(*args):
-    """Run ``python -m tinyxception ARGS`` in a fresh interpreter; return the completed process."""
-    return subprocess.run([sys.executable, "-m", "tinyxception", *args], capture_output=True, text=True, timeout=300)
+def run_module(*args, environment=None):
+    """Run ``python -m tinyxception ARGS`` in a fresh interpreter (with extra `environment` variables); return
+    the completed process."""
+    env = {**os.environ, "TINYXCEPTION_KERNELS": "fast", "TINYXCEPTION_EXERCISES": "0", **(environment or {})}
+    return subprocess.run([sys.executable, "-m", "tinyxception", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
 def test_default_job_passes_the_paper_checks():
@@ -26,6 +31,26 @@ def test_default_job_passes_the_paper_checks():
     assert "forward pass on cpu: batch 1" in out and "(1, 1000)" in out
     assert f"tinyxception {tx.__version__}" in out and "available devices: cpu" in out
     assert "exit_flow.block14.sepconv2.pointwise" in out  # the summary table is printed
+    assert "kernels: the fast tier" in out
+
+
+def test_learner_mode_is_announced_and_its_kernels_are_checked_by_value(tmp_path):
+    """TINYXCEPTION_EXERCISES=<folder> never runs silently: the default job says that the learner's kernels run,
+    and, since counting parameters cannot see a wrong kernel, compares the logits with the fast tier's. The
+    reference tier's files pass that check; the same files with the depthwise forward scaled by 1.01 fail it
+    (exit code 1), though every count is still right."""
+    reference = tmp_path / "reference"
+    shutil.copytree(tx.kernels.learner.PACKAGE_FOLDER.parent / "kernels" / "reference", reference)
+    done = run_module(environment={"TINYXCEPTION_EXERCISES": str(reference)})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "(learner mode)" in done.stdout and "ok      logits equal the fast tier's" in done.stdout
+    conv = reference / "conv.py"
+    source = conv.read_text().replace("y += w[:, 0, i, j]", "y += 1.01 * w[:, 0, i, j]")
+    assert source != conv.read_text()
+    conv.write_text(source)
+    done = run_module(environment={"TINYXCEPTION_EXERCISES": str(reference)})
+    assert done.returncode == 1 and "FAILED  logits equal the fast tier's" in done.stdout
+    assert "ok      trainable parameters 22,855,952" in done.stdout
 
 
 @pytest.mark.skipif(tx.backend.cuda_available(), reason="this machine has a GPU")

@@ -491,7 +491,7 @@ def test_xception_forward(data, which, n, side, training):
     ok = isinstance(x, np.ndarray) and is_image_batch(X) and X.dtype == np.float32 and X.shape[1] == 3 and \
         all((final_size(s, stem_stride, stem_padding, exit_stride) or 0) >= 3 for s in X.shape[2:])
     model.train(training)
-    judge(f"Xception({which})", lambda: model(x), ((X.shape[0], model.config["num_classes"]), np.float32) if ok
+    judge(f"Xception({which})", lambda: model(x), ((X.shape[0], model.config.num_classes), np.float32) if ok
           else None)
 
 

@@ -129,8 +129,8 @@ def is_float_dtype(dtype) -> bool:
 
 
 CPU_CACHE_TILE_BYTES = 1 << 19
-"""Working set for cache-blocked CPU loops: half a megabyte (with its temporaries) fits a 1 MiB L2 cache;
-measured 3-15% faster than a quarter megabyte on Xception's depthwise layers, 1 MiB was slower at 728x19x19."""
+"""Working set for cache-blocked CPU loops: half a megabyte (with its temporaries) fits a 1 MiB L2 cache (the
+sizes tried, and what each measured, are in docs/benchmarks.md)."""
 
 
 def cache_tile_bytes(a) -> int | None:

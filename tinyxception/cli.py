@@ -17,7 +17,7 @@ import importlib
 import sys
 import time
 
-from . import __version__, backend
+from . import __version__, backend, kernels
 from .autograd import no_grad, tensor
 from .models import Xception
 from .summary import count_conv_layers, summary
@@ -71,6 +71,7 @@ def _check_lines(model, result) -> list[tuple[bool, str]]:
 def check_paper_network(args) -> int:
     """The default job; returns the exit code (0 all checks ok, 1 a check failed, 2 device unusable)."""
     print(f"tinyxception {__version__}, available devices: {', '.join(backend.available_devices())}")
+    print(kernels.describe())
     if args.device == "cuda" and not backend.cuda_available():
         print(f"tinyxception: error: --device cuda is unavailable: {backend.cuda_problem()}", file=sys.stderr)
         return 2
@@ -92,7 +93,26 @@ def check_paper_network(args) -> int:
     seconds = time.perf_counter() - start
     print(f"\nforward pass on {args.device}: batch {args.batch} x {INPUT_SHAPE} -> {logits.shape} in "
           f"{seconds:.3f} s ({1000 * seconds / args.batch:.1f} ms per image)")
+    if kernels.in_use() != "fast":  # the checks above count; this one computes, on the kernels in use
+        passed, text = _same_logits_as_the_fast_tier(model, x, logits)
+        print(f"  {'ok' if passed else 'FAILED':<8}{text}")
+        checks.append((passed, text))
     return 0 if all(passed for passed, _ in checks) else 1
+
+
+def _same_logits_as_the_fast_tier(model, x, logits) -> tuple[bool, str]:
+    """(passed, line): whether the logits of the kernels in use equal the fast tier's to float32 rounding."""
+    choice = kernels.in_use()
+    try:
+        kernels.use("fast")
+        with no_grad():
+            expected = model(x).numpy()
+    finally:
+        kernels.use(choice)
+    ours = logits.numpy()
+    difference = float(abs(ours - expected).max())
+    scale = float(abs(expected).max())
+    return difference <= 1e-4 * scale, f"logits equal the fast tier's (largest difference {difference:.2g})"
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:

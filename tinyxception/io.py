@@ -137,7 +137,7 @@ def keras_layers(model):
                 shortcut_bns.append(entry)
             else:
                 named[f"{block_name}_{name}"] = entry
-    if getattr(model, "include_top", False):
+    if model.config.include_top:
         named["predictions"] = ("predictions", model.predictions)
     return named, shortcuts, shortcut_bns
 
@@ -227,7 +227,7 @@ def load_keras_weights(model, path) -> None:
     for layer, weights in read_keras_weights(path):
         if layer in named:
             pairs.append((layer, named.pop(layer), weights))
-        elif layer == "predictions" and not getattr(model, "include_top", True):
+        elif layer == "predictions" and not model.config.include_top:
             continue
         elif _shortcut_kind(weights) is not None:
             unnamed[_shortcut_kind(weights)].append((layer, weights))

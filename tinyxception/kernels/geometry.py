@@ -55,7 +55,7 @@ def cache_tiles(x, bytes_per_channel):
 
     Window ops (depthwise conv, max pool) make several passes over a padded copy of their input; done one
     cache-sized tile of channels at a time, the copy and the passes stay in the CPU cache instead of main
-    memory (2x faster at 128x147x147). A tile spans many channels (a 728x37x37 layer is a handful of tiles),
+    memory (measured in docs/benchmarks.md). A tile spans many channels (a 728x37x37 layer is a handful of tiles),
     so this is cache blocking, not a per-channel loop; on the GPU the whole array is one tile.
     """
     tile_bytes, channels = backend.cache_tile_bytes(x), x.shape[1]

@@ -1,2 +1,2 @@
 """Networks built from tinyxception.nn: the paper's Xception and its knobs."""
-from .xception import Xception
+from .xception import Xception, XceptionConfig

@@ -16,6 +16,7 @@ layer names inside each block (``sepconv1``, ``sepconv1_bn``, ``sepconv2_act`` .
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .. import backend
@@ -45,13 +46,14 @@ training accuracy reached 99.9%; see docs/training.md)."""
 class EntryStem(Sequential):
     """Block 1: two plain 3x3 convolutions (32 then 64 channels), each with BN and ReLU."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int, padding, rng):
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int, padding, rng,
+                 bn_momentum: float = 0.01):
         super().__init__(
             conv1=Conv2d(in_channels, mid_channels, 3, stride=stride, padding=padding, rng=rng),
-            conv1_bn=BatchNorm2d(mid_channels),
+            conv1_bn=BatchNorm2d(mid_channels, momentum=bn_momentum),
             conv1_act=ReLU(),
             conv2=Conv2d(mid_channels, out_channels, 3, padding=padding, rng=rng),
-            conv2_bn=BatchNorm2d(out_channels),
+            conv2_bn=BatchNorm2d(out_channels, momentum=bn_momentum),
             conv2_act=ReLU(),
         )
 
@@ -67,21 +69,22 @@ class DownBlock(Module):
     """
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, leading_relu: bool = True,
-                 stride: int = 2, residual: bool = True, groups=None, intermediate_activation=None, rng=None):
+                 stride: int = 2, residual: bool = True, groups=None, intermediate_activation=None, rng=None,
+                 bn_momentum: float = 0.01):
         super().__init__()
         sep = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
         self.leading_relu, self.residual = leading_relu, residual
         if leading_relu:
             self.sepconv1_act = ReLU()
         self.sepconv1 = SeparableConv2d(in_channels, mid_channels, **sep)
-        self.sepconv1_bn = BatchNorm2d(mid_channels)
+        self.sepconv1_bn = BatchNorm2d(mid_channels, momentum=bn_momentum)
         self.sepconv2_act = ReLU()
         self.sepconv2 = SeparableConv2d(mid_channels, out_channels, **sep)
-        self.sepconv2_bn = BatchNorm2d(out_channels)
+        self.sepconv2_bn = BatchNorm2d(out_channels, momentum=bn_momentum)
         self.pool = MaxPool2d(3, stride=stride, padding="same")
         if residual:
             self.shortcut = Conv2d(in_channels, out_channels, 1, stride=stride, padding="same", rng=rng)
-            self.shortcut_bn = BatchNorm2d(out_channels)
+            self.shortcut_bn = BatchNorm2d(out_channels, momentum=bn_momentum)
 
     def forward(self, x):
         y = self.sepconv1_act(x) if self.leading_relu else x
@@ -101,14 +104,15 @@ class MiddleBlock(Module):
     silently share its weights (a trap seen in public implementations).
     """
 
-    def __init__(self, channels: int, residual: bool = True, groups=None, intermediate_activation=None, rng=None):
+    def __init__(self, channels: int, residual: bool = True, groups=None, intermediate_activation=None, rng=None,
+                 bn_momentum: float = 0.01):
         super().__init__()
         self.residual = residual
         for i in (1, 2, 3):
             setattr(self, f"sepconv{i}_act", ReLU())
             setattr(self, f"sepconv{i}", SeparableConv2d(channels, channels, groups=groups, rng=rng,
                                                          intermediate_activation=intermediate_activation))
-            setattr(self, f"sepconv{i}_bn", BatchNorm2d(channels))
+            setattr(self, f"sepconv{i}_bn", BatchNorm2d(channels, momentum=bn_momentum))
 
     def forward(self, x):
         y = self.sepconv1_bn(self.sepconv1(self.sepconv1_act(x)))
@@ -124,16 +128,57 @@ class ExitTail(Sequential):
     """Block 14: Sep 1536, BN, ReLU, Sep 2048, BN, ReLU (no shortcut, no pool)."""
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, groups=None,
-                 intermediate_activation=None, rng=None):
+                 intermediate_activation=None, rng=None, bn_momentum: float = 0.01):
         sep = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
         super().__init__(
             sepconv1=SeparableConv2d(in_channels, mid_channels, **sep),
-            sepconv1_bn=BatchNorm2d(mid_channels),
+            sepconv1_bn=BatchNorm2d(mid_channels, momentum=bn_momentum),
             sepconv1_act=ReLU(),
             sepconv2=SeparableConv2d(mid_channels, out_channels, **sep),
-            sepconv2_bn=BatchNorm2d(out_channels),
+            sepconv2_bn=BatchNorm2d(out_channels, momentum=bn_momentum),
             sepconv2_act=ReLU(),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class XceptionConfig:
+    """Every weight-free choice of an Xception network, checked once; the defaults are the paper's network.
+
+    ``Xception(**options)`` builds ``XceptionConfig(**options)`` and reads nothing else; ``model.config`` is it,
+    and ``dataclasses.asdict(model.config)`` is what a checkpoint needs to know of the architecture.
+    """
+
+    num_classes: int = 1000
+    in_channels: int = 3
+    middle_blocks: int = 8
+    width: float = 1.0
+    residual: bool = True
+    intermediate_activation: str | None = None
+    groups: int | None = None
+    dropout: float = 0.5
+    include_top: bool = True
+    pooling: str | None = "avg"
+    stem_stride: int = 2
+    stem_padding: object = "valid"
+    exit_stride: int = 2
+    bn_momentum: float = 0.01
+
+    def __post_init__(self):
+        for name, minimum in (("num_classes", 1), ("in_channels", 1), ("middle_blocks", 0), ("stem_stride", 1),
+                              ("exit_stride", 1)):
+            check_int(getattr(self, name), f"Xception: {name}", minimum)
+        check_number(self.width, "Xception: width", 0, math.inf, "()")
+        check_number(self.dropout, "Xception: dropout", 0, 1, "[)")
+        check_number(self.bn_momentum, "Xception: bn_momentum", 0, 1)
+        check_padding(self.stem_padding, "Xception: stem_padding")
+        if self.pooling not in (None, *POOLINGS):
+            raise ValueError(f"Xception: pooling must be 'avg', 'max' or None, got {self.pooling!r}")
+        if self.include_top and self.pooling is None:
+            raise ValueError("Xception: the classifier (include_top=True) needs pooling='avg' or 'max'")
+
+    def channels(self) -> dict[str, int]:
+        """The channel counts of Fig. 5 times ``width`` (rounded, at least 1)."""
+        return {name: max(1, round(n * self.width)) for name, n in PAPER_CHANNELS.items()}
 
 
 class Xception(Module):
@@ -160,56 +205,32 @@ class Xception(Module):
     at least ``min_input_size`` (71 for the paper network). The forward pass returns logits.
     """
 
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3, middle_blocks: int = 8, width: float = 1.0,
-                 residual: bool = True, intermediate_activation: str | None = None, groups: int | None = None,
-                 dropout: float = 0.5, include_top: bool = True, pooling: str | None = "avg",
-                 stem_stride: int = 2, stem_padding="valid", exit_stride: int = 2, bn_momentum: float = 0.01,
-                 seed=None):
+    def __init__(self, num_classes: int = 1000, *, seed=None, **options):
         super().__init__()
-        for name, value, minimum in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
-                                     ("middle_blocks", middle_blocks, 0), ("stem_stride", stem_stride, 1),
-                                     ("exit_stride", exit_stride, 1)):
-            check_int(value, f"Xception: {name}", minimum)
-        check_number(width, "Xception: width", 0, math.inf, "()")
-        check_number(dropout, "Xception: dropout", 0, 1, "[)")
-        check_number(bn_momentum, "Xception: bn_momentum", 0, 1)
-        check_padding(stem_padding, "Xception: stem_padding")
-        if pooling not in (None, *POOLINGS):
-            raise ValueError(f"Xception: pooling must be 'avg', 'max' or None, got {pooling!r}")
-        if include_top and pooling is None:
-            raise ValueError("Xception: the classifier (include_top=True) needs pooling='avg' or 'max'")
-        self.config = {"num_classes": num_classes, "in_channels": in_channels, "middle_blocks": middle_blocks,
-                       "width": width, "residual": residual, "intermediate_activation": intermediate_activation,
-                       "groups": groups, "dropout": dropout, "include_top": include_top, "pooling": pooling,
-                       "stem_stride": stem_stride, "stem_padding": stem_padding, "exit_stride": exit_stride,
-                       "bn_momentum": bn_momentum}
-        self.in_channels, self.include_top, self.pooling = in_channels, include_top, pooling
-        self.stem_stride, self.stem_padding, self.exit_stride = stem_stride, stem_padding, exit_stride
-        c = {name: max(1, round(n * width)) for name, n in PAPER_CHANNELS.items()}
-        rng = init.default_rng(seed)
-        opts = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
+        self.config = config = XceptionConfig(num_classes, **options)
+        c, rng = config.channels(), init.default_rng(seed)
+        opts = {"groups": config.groups, "intermediate_activation": config.intermediate_activation, "rng": rng,
+                "bn_momentum": config.bn_momentum}
+        down = {"residual": config.residual, **opts}
         self.entry_flow = Sequential(
-            block1=EntryStem(in_channels, c["conv1"], c["conv2"], stem_stride, stem_padding, rng),
-            block2=DownBlock(c["conv2"], c["block2"], c["block2"], leading_relu=False, residual=residual, **opts),
-            block3=DownBlock(c["block2"], c["block3"], c["block3"], residual=residual, **opts),
-            block4=DownBlock(c["block3"], c["block4"], c["block4"], residual=residual, **opts),
+            block1=EntryStem(config.in_channels, c["conv1"], c["conv2"], config.stem_stride, config.stem_padding,
+                             rng, config.bn_momentum),
+            block2=DownBlock(c["conv2"], c["block2"], c["block2"], leading_relu=False, **down),
+            block3=DownBlock(c["block2"], c["block3"], c["block3"], **down),
+            block4=DownBlock(c["block3"], c["block4"], c["block4"], **down),
         )
-        self.middle_flow = Sequential(**{f"block{5 + i}": MiddleBlock(c["block4"], residual, **opts)
-                                         for i in range(middle_blocks)})
-        last = 5 + middle_blocks
+        self.middle_flow = Sequential(**{f"block{5 + i}": MiddleBlock(c["block4"], config.residual, **opts)
+                                         for i in range(config.middle_blocks)})
+        last = 5 + config.middle_blocks
         self.exit_flow = Sequential(**{
-            f"block{last}": DownBlock(c["block4"], c["block4"], c["block13"], stride=exit_stride,
-                                      residual=residual, **opts),
+            f"block{last}": DownBlock(c["block4"], c["block4"], c["block13"], stride=config.exit_stride, **down),
             f"block{last + 1}": ExitTail(c["block13"], c["block14_1"], c["block14_2"], **opts),
         })
-        if pooling is not None:
-            self.global_pool = POOLINGS[pooling]()
-        if include_top:
-            self.dropout = Dropout(dropout, rng=rng)
-            self.predictions = Linear(c["block14_2"], num_classes, rng=rng)
-        for module in self.modules():
-            if isinstance(module, BatchNorm2d):
-                module.momentum = bn_momentum
+        if config.pooling is not None:
+            self.global_pool = POOLINGS[config.pooling]()
+        if config.include_top:
+            self.dropout = Dropout(config.dropout, rng=rng)
+            self.predictions = Linear(c["block14_2"], config.num_classes, rng=rng)
         self.min_input_size = self._smallest_input()
 
     @classmethod
@@ -247,9 +268,9 @@ class Xception(Module):
         def out(n, stride, padding, op):
             return window_geometry((n, n), (3, 3), stride, padding, op)[1][0]
 
-        n = out(size, self.stem_stride, self.stem_padding, "block1.conv1")
+        n = out(size, self.config.stem_stride, self.config.stem_padding, "block1.conv1")
         sizes = {"entry_flow.block1.conv1": n}
-        n = sizes["entry_flow.block1.conv2"] = out(n, 1, self.stem_padding, "block1.conv2")
+        n = sizes["entry_flow.block1.conv2"] = out(n, 1, self.config.stem_padding, "block1.conv2")
         for path, block in self.blocks():
             if isinstance(block, DownBlock):
                 n = sizes[path] = out(n, block.pool.stride, "same", path)
@@ -277,7 +298,7 @@ class Xception(Module):
         if not isinstance(x, Tensor) and not backend.is_array(x):
             raise TypeError(f"Xception: input must be a numpy/cupy array or a Tensor, got {type(x).__name__}")
         x = image_batch(x, "Xception")
-        expect_channels(x, self.in_channels, "x", "Xception")
+        expect_channels(x, self.config.in_channels, "x", "Xception")
         if min(x.shape[2:]) < self.min_input_size:
             smallest = self.min_input_size
             chain = " -> ".join(str(n) for n in [smallest, *self.feature_sizes(smallest).values()])
@@ -297,11 +318,11 @@ class Xception(Module):
         """Logits (N, num_classes); without the top, pooled features (N, C) or the feature map (N, C, H, W)."""
         self.check_input(x)
         x = self.exit_flow(self.middle_flow(self.entry_flow(x)))
-        if self.pooling is not None:
+        if self.config.pooling is not None:
             x = self.global_pool(x)
-        if self.include_top:
+        if self.config.include_top:
             x = self.predictions(self.dropout(x))
         return x
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self.config.items())
+        return ", ".join(f"{key}={value!r}" for key, value in dataclasses.asdict(self.config).items())

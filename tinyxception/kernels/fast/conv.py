@@ -43,8 +43,8 @@ class _Lines:
     Output pixel (y, x) of tap (i, j) reads padded pixel (s*y + i, s*x + j), which is line index
     (i*row + j) + s*(y*row + x). So for all output pixels at once, tap (i, j) is ONE slice of the line,
     line[i*row + j :: s], read as a "wide" output of Ho rows of `row` >= Wo pixels; the extra pixels of each
-    row are garbage that `crop` drops (k - 1 per row at stride 1). NumPy runs these long 1-D slices several
-    times faster than 2-D tap windows whose rows are only Wo pixels long.
+    row are garbage that `crop` drops (k - 1 per row at stride 1). NumPy runs these long 1-D slices much
+    faster than 2-D tap windows whose rows are only Wo pixels long (docs/benchmarks.md).
     """
 
     def __init__(self, x_shape, pads, kernel, stride):
@@ -89,8 +89,8 @@ class _ChannelsLast:
     """One image zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
 
     ``_Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
-    19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the arithmetic (a (728, 399)
-    product takes 3x as long as the same numbers in one row). Channels-last, the weights of a tap are one
+    19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the arithmetic.
+    Channels-last, the weights of a tap are one
     vector of C numbers, and at stride 1 output pixel (y, x) of tap (i, j) reads padded pixel (y + i, x + j),
     i.e. pixel (i*row + j) + (y*row + x): tap (i, j) is a block of (pixels, C) values starting at pixel
     i*row + j, read as a "wide" output of `row` >= Wo pixels per row. All the taps together are ONE strided
