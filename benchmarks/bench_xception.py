@@ -5,7 +5,8 @@
     python benchmarks/bench_xception.py --json out.json
 
 Rows: eval forward (batch 1 and 8, 299x299; with --device cuda also 32), one training step (forward,
-cross-entropy, backward, SGD update; batch 8, on cuda also 32), per-op microbenchmarks at Xception's real
+cross-entropy, backward, SGD update; batch 8, on cuda also 32), Xception.small on 32x32 images (training step
+at batch 64, eval forward at batch 256, against a PyTorch mirror with the same parameter count), per-op microbenchmarks at Xception's real
 shapes, and the peak memory of the training step. Every time is the median of --repeats runs after --warmup
 runs. PyTorch (eager, fp32, same thread count) is timed when it is installed; without it only our numbers
 are printed. The two frameworks take turns, one timed run each, so that both see the same moments of a
@@ -91,6 +92,27 @@ def network_cases(model, batches, train_step, no_grad, device):
     return cases
 
 
+SMALL_TRAIN_BATCH, SMALL_EVAL_BATCH = 64, 256
+"""Xception.small on 32x32 images, as learners train it (notebooks 07 and 08, ``python -m tinyxception train``)."""
+
+
+def small_cases(model, arr, labels, train_step, no_grad):
+    """The small network's rows: a training step at batch 64 and an eval forward at batch 256."""
+    images, batch = arr(SMALL_EVAL_BATCH, 3, 32, 32), arr(SMALL_TRAIN_BATCH, 3, 32, 32)
+
+    def forward():
+        model.eval()
+        with no_grad():
+            model(images)
+
+    def train():
+        model.train()
+        train_step(batch, labels)
+
+    return {f"small: eval forward, batch {SMALL_EVAL_BATCH}": (forward, None, None),
+            f"small: train step, batch {SMALL_TRAIN_BATCH}": (train, None, None)}
+
+
 def batch_sizes(device):
     """Every batch size the device's whole-network rows need inputs for."""
     return sorted(set(FORWARD_BATCHES[device] + TRAIN_BATCHES[device]))
@@ -117,6 +139,16 @@ def ours_cases(device):
         optimizer.step()
 
     cases = network_cases(model, batches, train_step, tx.no_grad, device)
+    small = tx.Xception.small(num_classes=10, seed=0).to(device)
+    small_optimizer = tx.optim.SGD(small.parameters(), lr=0.01, momentum=0.9)
+
+    def small_step(images, labels):
+        small_optimizer.zero_grad()
+        F.cross_entropy(small(images), labels).backward()
+        small_optimizer.step()
+
+    labels = tx.tensor(rng.integers(0, 10, SMALL_TRAIN_BATCH), device=device)
+    cases.update(small_cases(small, arr, labels, small_step, tx.no_grad))
     with tx.no_grad():
         cases.update(_ours_ops(arr, xp))
     return cases
@@ -146,7 +178,7 @@ def _dw_flops(shape):
 def torch_cases(device):
     """The same cases in PyTorch eager mode."""
     sys.path.insert(0, str(HERE))
-    from torch_xception import xception
+    from torch_xception import small, xception
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
 
@@ -182,6 +214,17 @@ def torch_cases(device):
         return run
 
     cases = network_cases(model, batches, train_step, torch.no_grad, device)
+    small_model = small().to(dev)
+    assert sum(p.numel() for p in small_model.parameters()) == tx.count_parameters(tx.Xception.small(num_classes=10))
+    small_optimizer = torch.optim.SGD(small_model.parameters(), lr=0.01, momentum=0.9)
+
+    def small_step(images, labels):
+        small_optimizer.zero_grad()
+        tf.cross_entropy(small_model(images), labels).backward()
+        small_optimizer.step()
+
+    labels = torch.randint(0, 10, (SMALL_TRAIN_BATCH,), generator=gen).to(dev)
+    cases.update(small_cases(small_model, arr, labels, small_step, torch.no_grad))
     cases.update({name: (no_grad(fn), None, None) for name, fn in ops.items()})
     return cases
 

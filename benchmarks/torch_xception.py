@@ -1,4 +1,5 @@
-"""The paper's Xception in plain PyTorch eager mode: the baseline that bench_xception.py times against.
+"""The paper's Xception (and Xception.small) in plain PyTorch eager mode: the baseline that bench_xception.py
+times against.
 
 Same layers and channel counts as tinyxception.Xception (bias-free convs, BN eps 1e-3). Max pools use
 PyTorch's symmetric padding=1; at these sizes that costs the same time as TensorFlow's "same" rule.
@@ -15,12 +16,13 @@ def separable(c_in, c_out):
 class Down(nn.Module):
     """Entry/exit block: [ReLU] Sep, BN, ReLU, Sep, BN, MaxPool, plus a 1x1 stride-2 shortcut."""
 
-    def __init__(self, c_in, c_mid, c_out, leading_relu=True):
+    def __init__(self, c_in, c_mid, c_out, leading_relu=True, stride=2):
         super().__init__()
         layers = [nn.ReLU()] if leading_relu else []
-        layers += separable(c_in, c_mid) + [nn.ReLU()] + separable(c_mid, c_out) + [nn.MaxPool2d(3, 2, 1)]
+        layers += separable(c_in, c_mid) + [nn.ReLU()] + separable(c_mid, c_out) + [nn.MaxPool2d(3, stride, 1)]
         self.main = nn.Sequential(*layers)
-        self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=2, bias=False), nn.BatchNorm2d(c_out, eps=1e-3))
+        self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                      nn.BatchNorm2d(c_out, eps=1e-3))
 
     def forward(self, x):
         return self.main(x) + self.shortcut(x)
@@ -37,14 +39,33 @@ class Middle(nn.Module):
         return x + self.main(x)
 
 
-def xception(num_classes=1000):
-    """Entry flow, 8 middle blocks, exit flow, global average pool, linear."""
-    stem = [nn.Conv2d(3, 32, 3, stride=2, bias=False), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64, eps=1e-3), nn.ReLU()]
-    blocks = [Down(64, 128, 128, leading_relu=False), Down(128, 256, 256), Down(256, 728, 728)]
-    blocks += [Middle() for _ in range(8)] + [Down(728, 728, 1024)]
-    head = separable(1024, 1536) + [nn.ReLU()] + separable(1536, 2048) + [nn.ReLU()]
-    return nn.Sequential(*stem, *blocks, *head, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, num_classes))
+PAPER = {"conv1": 32, "conv2": 64, "block2": 128, "block3": 256, "block4": 728, "block13": 1024,
+         "block14_1": 1536, "block14_2": 2048}
+
+
+def xception(num_classes=1000, in_channels=3, channels=PAPER, middle_blocks=8, stem_stride=2, stem_padding=0,
+             exit_stride=2):
+    """Entry flow, the middle blocks, exit flow, global average pool, linear. The defaults are the paper's;
+    ``small()`` gives tinyxception's Xception.small."""
+    c = channels
+    stem = [nn.Conv2d(in_channels, c["conv1"], 3, stride=stem_stride, padding=stem_padding, bias=False),
+            nn.BatchNorm2d(c["conv1"], eps=1e-3), nn.ReLU(),
+            nn.Conv2d(c["conv1"], c["conv2"], 3, padding=stem_padding, bias=False),
+            nn.BatchNorm2d(c["conv2"], eps=1e-3), nn.ReLU()]
+    blocks = [Down(c["conv2"], c["block2"], c["block2"], leading_relu=False), Down(c["block2"], c["block3"],
+              c["block3"]), Down(c["block3"], c["block4"], c["block4"])]
+    blocks += [Middle(c["block4"]) for _ in range(middle_blocks)]
+    blocks += [Down(c["block4"], c["block4"], c["block13"], stride=exit_stride)]
+    head = separable(c["block13"], c["block14_1"]) + [nn.ReLU()] + separable(c["block14_1"], c["block14_2"])
+    return nn.Sequential(*stem, *blocks, *head, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(c["block14_2"], num_classes))
+
+
+def small(num_classes=10, in_channels=3):
+    """Xception.small: width 1/8, two middle blocks, stem stride 1 with "same" (1) padding, block 13 stride 1."""
+    channels = {name: max(1, round(n / 8)) for name, n in PAPER.items()}
+    return xception(num_classes, in_channels, channels, middle_blocks=2, stem_stride=1, stem_padding=1,
+                    exit_stride=1)
 
 
 if __name__ == "__main__":

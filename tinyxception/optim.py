@@ -84,9 +84,12 @@ class SGD(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
-            v = state.setdefault("velocity", backend.array_module(p).zeros_like(p))
-            v *= self.momentum
-            v += g
+            v = state.get("velocity")
+            if v is None:  # v starts at 0, so the first step's v is g itself: no zero-filled buffer
+                v = state["velocity"] = g.copy()
+            else:
+                v *= self.momentum
+                v += g
             g = g + self.momentum * v if self.nesterov else v
         p -= self.lr * g
 

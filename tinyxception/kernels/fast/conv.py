@@ -13,7 +13,7 @@ No other kernel depends on how these store their results: every result is an (N,
 values. Measured effects of each optimisation are in docs/benchmarks.md.
 """
 from ... import backend
-from ..geometry import cache_tiles, output_size, pad, tap, taps, unpad
+from ..geometry import cache_tiles, in_parallel, output_size, pad, tap, taps, unpad
 
 
 def _padded_zeros(grad, x_shape, pads):
@@ -86,16 +86,16 @@ class _Lines:
 
 
 class _ChannelsLast:
-    """One image zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
+    """Images zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
 
     ``_Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
     19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the arithmetic.
-    Channels-last, the weights of a tap are one
-    vector of C numbers, and at stride 1 output pixel (y, x) of tap (i, j) reads padded pixel (y + i, x + j),
-    i.e. pixel (i*row + j) + (y*row + x): tap (i, j) is a block of (pixels, C) values starting at pixel
-    i*row + j, read as a "wide" output of `row` >= Wo pixels per row. All the taps together are ONE strided
-    view (kh, kw, pixels, C) of the padded image, and one einsum sums them times their weight vectors: per
-    output pixel, k*k fused multiply-adds over C contiguous numbers, in one pass and without a temporary.
+    Channels-last, the weights of a tap are one vector of C numbers, and at stride 1 output pixel (y, x) of tap
+    (i, j) reads padded pixel (y + i, x + j), i.e. pixel (i*row + j) + (y*row + x): tap (i, j) is a block of
+    (pixels, C) values starting at pixel i*row + j, read as a "wide" output of `row` >= Wo pixels per row. All
+    the taps of a group of images are ONE strided view (N, kh, kw, pixels, C) of the padded images, and one
+    einsum sums them times their weight vectors: per output pixel, k*k fused multiply-adds over C contiguous
+    numbers, in one pass and without a temporary. Images go a cache-sized group at a time.
     """
 
     def __init__(self, x_shape, pads, kernel):
@@ -106,19 +106,38 @@ class _ChannelsLast:
         self.pixels = self.out[0] * self.row  # of the wide output
         self.rows = max(h + top + bottom, self.out[0] + kernel[0])  # room for the last tap's block, as in _Lines
 
-    def taps(self, image):
-        """image (C, H, W) padded channels-last, as the view (kh, kw, pixels, C): [i, j] is tap (i, j)."""
-        xp, (c, h, w), (top, left) = backend.array_module(image), image.shape, self.corner
-        padded = xp.zeros((self.rows, self.row, c), dtype=image.dtype)
-        padded[top:top + h, left:left + w] = image.transpose(1, 2, 0)
-        row_step, pixel_step, channel_step = padded.strides
-        return xp.lib.stride_tricks.as_strided(padded, shape=self.kernel + (self.pixels, c),
-                                               strides=(row_step, pixel_step, pixel_step, channel_step))
+    def groups(self, x):
+        """Slices of the batch axis, each a group of images whose padded copy fits the cache tile."""
+        tile, image_bytes = backend.cache_tile_bytes(x), self.rows * self.row * x.shape[1] * x.itemsize
+        step = x.shape[0] if tile is None else max(1, tile // image_bytes)
+        return [slice(start, start + step) for start in range(0, x.shape[0], step)]
+
+    def padded(self, images):
+        """images (N, C, H, W) zero-padded channels-last: (N, rows, row, C)."""
+        xp, (n, c, h, w), (top, left) = backend.array_module(images), images.shape, self.corner
+        padded = xp.zeros((n, self.rows, self.row, c), dtype=images.dtype)
+        padded[:, top:top + h, left:left + w] = images.transpose(0, 2, 3, 1)
+        return padded
+
+    def taps(self, images):
+        """images (N, C, H, W) padded channels-last, as the view (N, kh, kw, pixels, C): [:, i, j] is tap (i, j)."""
+        padded = self.padded(images)
+        image_step, row_step, pixel_step, channel_step = padded.strides
+        return backend.array_module(images).lib.stride_tricks.as_strided(
+            padded, shape=(padded.shape[0],) + self.kernel + (self.pixels, padded.shape[3]),
+            strides=(image_step, row_step, pixel_step, pixel_step, channel_step))
+
+    def wide(self, grad):
+        """grad (N, C, Ho, Wo) channels-last in the wide layout (N, pixels, C), zero in the extra columns."""
+        (ho, wo), (n, c) = self.out, grad.shape[:2]
+        wide = backend.array_module(grad).zeros((n, ho, self.row, c), dtype=grad.dtype)
+        wide[:, :, :wo] = grad.transpose(0, 2, 3, 1)
+        return wide.reshape(n, self.pixels, c)
 
     def crop(self, wide):
-        """The (Ho, Wo, C) view of the output pixels in the wide output (pixels, C)."""
-        (ho, wo), c = self.out, wide.shape[1]
-        return wide.reshape(ho, self.row, c)[:, :wo]
+        """The (N, Ho, Wo, C) view of the output pixels in the wide output (N, pixels, C)."""
+        (ho, wo), (n, _, c) = self.out, wide.shape
+        return wide.reshape(n, ho, self.row, c)[:, :, :wo]
 
 
 def _weighted_sum(pairs, out):
@@ -141,28 +160,47 @@ def depthwise_conv2d_forward(x, w, stride, pads):
     On the CPU, maps with fewer pixels than channels are computed channels-last (``_ChannelsLast``): the result
     has the same values and shape, stored channels-last, which pointwise_conv2d_forward reads without a copy.
     """
-    if stride == 1 and x.shape[2] * x.shape[3] <= x.shape[1] and not backend.is_cuda_array(x):
-        return _depthwise_channels_last(x, w, pads)  # a CPU remedy: GPU kernels pay nothing per row
+    if _runs_channels_last(x, stride):
+        return _depthwise_channels_last(x, w, pads)
     xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
     out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
     wide_pixels = lines.wide[0] * lines.wide[1]
-    for tile in cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
+
+    def convolve(tile):  # pad, sum and crop one cache tile of channels
         x_tile = x[:, tile]
         weighted_taps = ((line_tap, w[tile, 0, i, j, None]) for i, j, line_tap in lines.taps(lines.lay_out(x_tile)))
         wide = xp.empty(x_tile.shape[:2] + (wide_pixels,), dtype=x.dtype)
         out[:, tile] = lines.crop(_weighted_sum(weighted_taps, wide))
+    in_parallel(convolve, cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize), x)
     return out
 
 
+def _runs_channels_last(x, stride):
+    """Whether the depthwise conv of x runs channels-last: at stride 1, on the CPU (GPU kernels pay nothing per
+    row), for maps with fewer pixels than channels."""
+    return stride == 1 and x.shape[2] * x.shape[3] <= x.shape[1] and not backend.is_cuda_array(x)
+
+
 def _depthwise_channels_last(x, w, pads):
-    """depthwise_conv2d_forward at stride 1, image by image on the channels-last layout of _ChannelsLast;
-    the result is stored (N, Ho, Wo, C)."""
+    """depthwise_conv2d_forward at stride 1 on the channels-last layout of _ChannelsLast, one einsum per group
+    of images; the result is stored (N, Ho, Wo, C)."""
     xp, rows = backend.array_module(x), _ChannelsLast(x.shape, pads, w.shape[2:])
     out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
     weights = xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # (kh, kw, C): each tap's weights, contiguous
-    for image in range(x.shape[0]):
-        out[image] = rows.crop(xp.einsum("ijpc,ijc->pc", rows.taps(x[image]), weights))
+
+    def convolve(images):
+        out[images] = rows.crop(xp.einsum("nijpc,ijc->npc", rows.taps(x[images]), weights))
+    in_parallel(convolve, rows.groups(x), x)
     return out.transpose(0, 3, 1, 2)
+
+
+def _depthwise_weight_grad_channels_last(grad, x, w, pads):
+    """dL/dw of the channels-last depthwise conv: sum over images and wide pixels of grad times each tap, one
+    einsum per group of images (grad is zero in the wide layout's extra columns)."""
+    xp, rows = backend.array_module(x), _ChannelsLast(x.shape, pads, w.shape[2:])
+    sums = in_parallel(lambda images: xp.einsum("nijpc,npc->ijc", rows.taps(x[images]), rows.wide(grad[images])),
+                       rows.groups(x), x)
+    return sum(sums[1:], sums[0]).transpose(2, 0, 1)[:, None]
 
 
 def depthwise_conv2d_backward(grad, x, w, stride, pads):
@@ -176,14 +214,20 @@ def depthwise_conv2d_backward(grad, x, w, stride, pads):
     """
     xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
     flipped_pads = _flipped_kernel_pads(pads, w.shape[2:]) if stride == 1 else None
+    if flipped_pads is not None and _runs_channels_last(x, stride):
+        grad_x = depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
+        return grad_x, _depthwise_weight_grad_channels_last(grad, x, w, pads)
     wide_grad = lines.widen(grad)
     if flipped_pads is None:
         grad_x = _add_tap_gradients(wide_grad, w, lines)
     else:
         grad_x = depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
     grad_w = xp.empty_like(w)
-    for i, j, line_tap in lines.taps(lines.lay_out(x)):
+
+    def tap_gradient(tap):
+        i, j, line_tap = tap
         grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
+    in_parallel(tap_gradient, list(lines.taps(lines.lay_out(x))), x)
     return grad_x, grad_w
 
 
@@ -200,41 +244,65 @@ def _add_tap_gradients(wide_grad, w, lines):
     """dL/dx by adding grad * w[c, 0, i, j] into each tap's view of one zero buffer, a cache tile at a time."""
     xp = backend.array_module(wide_grad)
     grad_lines = xp.zeros(wide_grad.shape[:2] + (lines.rows * lines.row,), dtype=wide_grad.dtype)
-    for tile in cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
+
+    def add_taps(tile):
         grad_tile, tmp = wide_grad[:, tile], xp.empty_like(wide_grad[:, tile])
         for i, j, line_tap in lines.taps(grad_lines[:, tile]):
             line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)
+    in_parallel(add_taps, cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]), wide_grad)
     return lines.image(grad_lines)
 
 
-def _pixel_matrices(x):
-    """x (N, C, H, W) as N matrices (C, H*W), a view for NCHW and for channels-last storage alike.
+PIXEL_ROWS_BELOW = 256
+"""Maps with fewer pixels than this go through the pointwise conv as one matrix of all images' pixels."""
 
-    Stored channels-last (as depthwise_conv2d_forward leaves small maps), x[n] is the transpose of a
-    contiguous (H*W, C) matrix: BLAS takes such a matrix as it is, where reshape would copy it.
-    """
-    n, c, h, w = x.shape
-    pixels_first = x.transpose(0, 2, 3, 1)
-    if pixels_first.flags.c_contiguous and not x.flags.c_contiguous:
-        return pixels_first.reshape(n, h * w, c).swapaxes(1, 2)
-    return x.reshape(n, c, h * w)
+
+def _is_channels_last(x):
+    """True when x (N, C, H, W) is stored channels-last, as the depthwise conv leaves small maps."""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous and not x.flags.c_contiguous
+
+
+def _pixel_rows(a):
+    """a (N, C, H, W) as the (N*H*W, C) matrix of all its pixels: a view when stored channels-last, else a copy."""
+    n, c, h, w = a.shape
+    return a.transpose(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+def _image(rows, shape):
+    """The inverse of _pixel_rows: (N*H*W, C) as an (N, C, H, W) view stored channels-last."""
+    n, _, h, w = shape
+    return rows.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+
+
+def _as_one_product(x):
+    """Whether the pointwise conv of x is one matrix product over all images' pixels (small maps, or input
+    already channels-last) rather than one product per image (large maps: no copy of x needed)."""
+    return x.shape[2] * x.shape[3] < PIXEL_ROWS_BELOW or _is_channels_last(x)
 
 
 def pointwise_conv2d_forward(x, w):
-    """y[n] = W @ x[n] with W = w as (C_out, C_in) and x[n] as (C_in, H*W). x: (N, C_in, H, W)."""
-    n, c, h, width = x.shape
-    return (w.reshape(w.shape[0], c) @ _pixel_matrices(x)).reshape(n, w.shape[0], h, width)
+    """Y = W X: either per image, W (C_out, C_in) @ x[n] as (C_in, H*W), or for small maps one product of all
+    pixels (N*H*W, C_in) @ W^T, whose result is stored channels-last."""
+    (n, c, h, width), matrix = x.shape, w.reshape(w.shape[0], x.shape[1])
+    if _as_one_product(x):
+        return _image(_pixel_rows(x) @ matrix.T, (n, w.shape[0], h, width))
+    return (matrix @ x.reshape(n, c, h * width)).reshape(n, w.shape[0], h, width)
 
 
 def pointwise_conv2d_backward(grad, x, w):
     """(dL/dx, dL/dw) of pointwise_conv2d_forward, given grad = dL/dy.
 
-    Y = W X for every image, so dX = W^T dY and dW = sum over images and pixels of dY X^T.
+    Y = W X for every image, so dX = W^T dY and dW = sum over images and pixels of dY X^T (for small maps one
+    product each over the pixel rows: dX = dY W, dW = dY^T X).
     """
     (n, c_out, h, width), c_in = grad.shape, x.shape[1]
+    matrix = w.reshape(c_out, c_in)
+    if _as_one_product(x):
+        grad_rows = _pixel_rows(grad)
+        return _image(grad_rows @ matrix, x.shape), (grad_rows.T @ _pixel_rows(x)).reshape(w.shape)
     grad = grad.reshape(n, c_out, h * width)
-    grad_x = (w.reshape(c_out, c_in).T @ grad).reshape(x.shape)
-    grad_w = _sum_over_images(grad[:, None], _pixel_matrices(x)[:, None]).reshape(w.shape)
+    grad_x = (matrix.T @ grad).reshape(x.shape)
+    grad_w = _sum_over_images(grad[:, None], x.reshape(n, c_in, 1, h * width).swapaxes(1, 2)).reshape(w.shape)
     return grad_x, grad_w
 
 
