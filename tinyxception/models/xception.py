@@ -154,7 +154,9 @@ class Xception(Module):
     - ``stem_stride``, ``stem_padding``: block 1's stride (2) and padding ("valid"), and
       ``exit_stride``: block 13's stride (2); see ``Xception.small`` for small images;
     - ``bn_momentum``: weight of each new batch in BatchNorm's running statistics (0.01, i.e. Keras' 0.99);
-    - ``seed``: an int (or NumPy Generator) for reproducible weights and dropout masks.
+    - ``seed``: an int (or NumPy Generator) for reproducible weights and dropout masks;
+    - ``weights``: None (random), ``"imagenet"`` (Keras' ImageNet weights, fetched once and cached, see
+      ``tinyxception.pretrained``) or the path of a Keras weight file (``tx.load_keras_weights``).
 
     Inputs are float32 (or float64) arrays or Tensors of shape (N, in_channels, H, W) with H and W
     at least ``min_input_size`` (71 for the paper network). The forward pass returns logits.
@@ -164,7 +166,7 @@ class Xception(Module):
                  residual: bool = True, intermediate_activation: str | None = None, groups: int | None = None,
                  dropout: float = 0.5, include_top: bool = True, pooling: str | None = "avg",
                  stem_stride: int = 2, stem_padding="valid", exit_stride: int = 2, bn_momentum: float = 0.01,
-                 seed=None):
+                 seed=None, weights=None):
         super().__init__()
         for name, value, minimum in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
                                      ("middle_blocks", middle_blocks, 0), ("stem_stride", stem_stride, 1),
@@ -211,6 +213,9 @@ class Xception(Module):
             if isinstance(module, BatchNorm2d):
                 module.momentum = bn_momentum
         self.min_input_size = self._smallest_input()
+        if weights is not None:
+            from ..pretrained import load_weights  # imported here: pretrained.py sits above the models
+            load_weights(self, weights)
 
     @classmethod
     def small(cls, num_classes: int = 10, in_channels: int = 3, **overrides) -> "Xception":
