@@ -68,17 +68,19 @@ class _Graph:
         return x, shape
 
 
+def _window(g, op, m, path, x, shape, kernel, channels, **attributes):
+    """Conv or MaxPool: a kernel moved by m.stride over the input padded as m.padding says, for this input size."""
+    pads, size = window_geometry(shape, kernel, m.stride, m.padding, path)
+    return g.node(op, [x, *g.state(m, path)], path, kernel_shape=kernel, strides=[m.stride] * 2,
+                  pads=_onnx_pads(pads), **attributes), (channels, *size)
+
+
 def _conv(g, m, path, x, shape):
-    pads, size = window_geometry(shape, m.kernel_size, m.stride, m.padding, path)
-    return g.node("Conv", [x, *g.state(m, path)], path, kernel_shape=m.kernel_size, strides=[m.stride] * 2,
-                  pads=_onnx_pads(pads), group=m.groups), (m.out_channels, *size)
+    return _window(g, "Conv", m, path, x, shape, m.kernel_size, m.out_channels, group=m.groups)
 
 
 def _max_pool(g, m, path, x, shape):
-    kernel = int_pair(m.kernel_size, path)
-    pads, size = window_geometry(shape, kernel, m.stride, m.padding, path)
-    return g.node("MaxPool", [x], path, kernel_shape=kernel, strides=[m.stride] * 2, pads=_onnx_pads(pads)), \
-        (shape[0], *size)
+    return _window(g, "MaxPool", m, path, x, shape, int_pair(m.kernel_size, path), shape[0])
 
 
 def _residual(g, m, path, x, shape):
@@ -121,8 +123,7 @@ def export_onnx(model, path, input_shape=(1, 3, 299, 299)) -> None:
     express raises ValueError and writes nothing.
     """
     try:
-        import onnx
-        import onnx.numpy_helper
+        import onnx  # brings onnx.helper, onnx.numpy_helper and onnx.checker
     except ImportError as err:
         raise ImportError("export_onnx needs the onnx package: pip install 'tinyxception[onnx]'") from err
     channels, smallest = getattr(model, "in_channels", None), getattr(model, "min_input_size", 1)
