@@ -100,6 +100,15 @@ def test_small_configurations_in_onnxruntime(tmp_path, options):
     assert_close(three, expected)
 
 
+def test_export_from_a_model_on_any_device(tmp_path, device):
+    """A model on the GPU exports the same graph: its weights are copied to the CPU for the file."""
+    model = calibrated(tx.Xception.small(seed=0), 32)
+    x = np.random.default_rng(2).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    expected = ours(model, x)
+    tx.export_onnx(model.to(device), tmp_path / "small.onnx", input_shape=(1, 3, 32, 32))
+    assert_close(run_onnx(tmp_path / "small.onnx", x), expected)
+
+
 @pytest.mark.parametrize("size", [8, 9])
 def test_max_pool_same_padding_is_tensorflows(tmp_path, size):
     """A 3x3 stride-2 "same" max pool on an even (8) and odd (9) map, on negative values, where padding with

@@ -79,6 +79,17 @@ def test_preprocess_input_refuses_what_is_not_an_rgb_batch(images, error, match)
         tx.preprocess_input(images)
 
 
+def test_preprocess_and_decode_on_any_device(device):
+    """preprocess_input keeps a batch on its device (where the model's input must be); decode_predictions takes
+    logits from any device and gives the same answer as from the CPU."""
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    out = tx.preprocess_input(tx.backend.to_device(pixels, device))
+    assert tx.backend.device_of(out) == device
+    np.testing.assert_array_equal(tx.backend.asnumpy(out), tx.preprocess_input(pixels))
+    logits = np.random.default_rng(1).standard_normal((2, 1000)).astype(np.float32)
+    assert tx.decode_predictions(tx.tensor(logits, device=device)) == tx.decode_predictions(logits)
+
+
 def test_decode_predictions_gives_the_top_classes_with_softmax_probabilities():
     """One list per image of (class_id, name, probability), most probable first; the probabilities are the
     softmax of the logits (checked against a direct computation), so a top-1000 list sums to 1."""
