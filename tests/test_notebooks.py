@@ -21,13 +21,13 @@ def _read(path):
     return nbformat.read(path, as_version=4)
 
 
-def test_there_are_nine_numbered_notebooks():
-    """notebooks/ holds the nine chapters 01 ... 09, each file name starting with its number.
+def test_there_are_ten_numbered_notebooks():
+    """notebooks/ holds the ten chapters 01 ... 10, each file name starting with its number.
 
     The README and the docs refer to the notebooks by number; a missing or renumbered one breaks that order.
     """
     numbers = sorted(p.name[:2] for p in NOTEBOOKS)
-    assert numbers == [f"{i:02d}" for i in range(1, 10)], f"found {[p.name for p in NOTEBOOKS]}"
+    assert numbers == [f"{i:02d}" for i in range(1, 11)], f"found {[p.name for p in NOTEBOOKS]}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

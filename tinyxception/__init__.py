@@ -5,6 +5,8 @@ from .backend import available_devices
 from .debug import debug_mode, is_debug, set_debug
 from .io import load, load_keras_weights, save
 from .models import Xception
+from .onnx_export import export_onnx
+from .pretrained import class_names, decode_predictions, preprocess_input
 from .summary import count_buffers, count_conv_layers, count_parameters, summary
 
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@
     python -m tinyxception train --help          # train the 32x32 preset (tinyxception/train.py)
     python -m tinyxception ablation --help       # the paper's Fig. 9 / Fig. 10 ablations in small
     python -m tinyxception exercises             # your kernels in tinyxception/exercises/: pass / fail / not started
+    python -m tinyxception predict photo.jpg     # classify photos, Keras' ImageNet weights (tinyxception/pretrained.py)
 
 The default job checks the built network against the paper, each number measured on the real
 model: 22,855,952 trainable parameters (Table 3), 36 conv layers in 14 modules, and feature maps
@@ -35,6 +36,8 @@ SUBCOMMANDS = {
                  "the paper's ablations in small: residual connections (Fig. 9), intermediate activation (Fig. 10)"),
     "exercises": ("tinyxception.exercise_report", "add_exercise_arguments", "run_exercises",
                   "your kernels in tinyxception/exercises/: pass / fail / not started"),
+    "predict": ("tinyxception.pretrained", "add_predict_arguments", "run_predict",
+                "classify photos (IMAGE...) with the ImageNet weights: top classes and probabilities"),
 }
 """name -> (module, its add-arguments function, its run function, help). Imported only when used."""
 
@@ -118,8 +121,9 @@ def _same_logits_as_the_fast_tier(model, x, logits) -> tuple[bool, str]:
 def run_subcommand(name: str, argv: list[str]) -> int:
     """Import the subcommand's module, let it add its options, parse `argv` and run it.
 
-    A ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path) ends it
-    with one line on stderr and exit code 2, like an argument error, instead of a traceback.
+    A ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path), or an
+    ImportError (an optional extra that is not installed: the message says which) ends it with one line
+    on stderr and exit code 2, like an argument error, instead of a traceback.
     """
     module_name, add_name, run_name, help_ = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
@@ -128,7 +132,7 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return getattr(module, run_name)(args)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"tinyxception {name}: error: {err}", file=sys.stderr)
         return 2
 

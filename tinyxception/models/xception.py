@@ -199,13 +199,15 @@ class Xception(Module):
     - ``stem_stride``, ``stem_padding``: block 1's stride (2) and padding ("valid"), and
       ``exit_stride``: block 13's stride (2); see ``Xception.small`` for small images;
     - ``bn_momentum``: weight of each new batch in BatchNorm's running statistics (0.01, i.e. Keras' 0.99);
-    - ``seed``: an int (or NumPy Generator) for reproducible weights and dropout masks.
+    - ``seed``: an int (or NumPy Generator) for reproducible weights and dropout masks;
+    - ``weights``: None (random), ``"imagenet"`` (Keras' ImageNet weights, fetched once and cached, see
+      ``tinyxception.pretrained``) or the path of a Keras weight file (``tx.load_keras_weights``).
 
     Inputs are float32 (or float64) arrays or Tensors of shape (N, in_channels, H, W) with H and W
     at least ``min_input_size`` (71 for the paper network). The forward pass returns logits.
     """
 
-    def __init__(self, num_classes: int = 1000, *, seed=None, **options):
+    def __init__(self, num_classes: int = 1000, *, seed=None, weights=None, **options):
         super().__init__()
         self.config = config = XceptionConfig(num_classes, **options)
         c, rng = config.channels(), init.default_rng(seed)
@@ -232,6 +234,9 @@ class Xception(Module):
             self.dropout = Dropout(config.dropout, rng=rng)
             self.predictions = Linear(c["block14_2"], config.num_classes, rng=rng)
         self.min_input_size = self._smallest_input()
+        if weights is not None:
+            from ..pretrained import load_weights  # imported here: pretrained.py sits above the models
+            load_weights(self, weights)
 
     @classmethod
     def small(cls, num_classes: int = 10, in_channels: int = 3, **overrides) -> "Xception":
