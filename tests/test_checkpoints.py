@@ -131,7 +131,8 @@ def _other_architecture(raw: bytes, tmp_path) -> bytes:
 
 def _float64(raw: bytes, tmp_path) -> bytes:
     """The same names and shapes, every array float64."""
-    state = {k: v.astype(np.float64) for k, v in np.load(_write(tmp_path / "src.npz", raw)).items()}
+    state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+             for k, v in np.load(_write(tmp_path / "src.npz", raw)).items()}
     np.savez(tmp_path / "f64.npz", **state)
     return (tmp_path / "f64.npz").read_bytes()
 
