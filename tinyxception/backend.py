@@ -107,6 +107,9 @@ def as_array(data, dtype=None, device: str | None = None):
     Python floats and lists become float32, the package's default dtype; arrays keep their dtype.
     TypeError for data that are not numbers (text, None, objects), even when `dtype` could force them.
     """
+    if type(data).__module__.partition(".")[0] == "torch":  # torch is no dependency: recognised by name only
+        raise TypeError(f"cannot make an array from a torch.{type(data).__name__}; pass a NumPy array: "
+                        "x.detach().cpu().numpy()")
     if device is None:
         device = device_of(data)
     xp = _cupy if check_device(device) == "cuda" else numpy

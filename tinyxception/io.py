@@ -32,11 +32,8 @@ from .nn.module import check_module, listing
 
 np = backend.cpu_module()
 
-ARCHITECTURE_KEY = "__architecture__"
-"""The archive entry holding the architecture as JSON text (no parameter or buffer name starts with "_")."""
-
-TRAINING_ONLY = ("dropout", "bn_momentum")
-"""Options of the model's configuration that change how it trains, not what its weights compute."""
+ARCHITECTURE_KEY = "__architecture__"  # the archive entry of the architecture, JSON text; no state name starts "_"
+TRAINING_ONLY = ("dropout", "bn_momentum")  # options that change how a model trains, not what its weights compute
 
 
 def architecture(model) -> dict:
@@ -98,19 +95,18 @@ def _sigterm_raises():
 
 
 def _remove_stale_temporaries(real: str) -> None:
-    """Delete the temporary files of earlier saves of `real` whose process is gone (killed with -9, a power cut)."""
+    """Delete the temporary files of earlier saves of `real` whose process is gone (killed with -9, a power cut).
+    The process id is in the name; signal 0 delivers nothing, it only asks whether the process exists (POSIX)."""
     folder, name = os.path.split(real)
     pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]{{12}}\.tmp")
-    for entry in os.listdir(folder) if os.name == "posix" else ():
-        match = pattern.fullmatch(entry)
-        if match and int(match[1]) != os.getpid():
-            try:
-                os.kill(int(match[1]), 0)  # signal 0 only asks whether the process exists
-            except ProcessLookupError:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(folder, entry))
-            except PermissionError:  # someone else's live process
-                pass
+    for match in filter(None, map(pattern.fullmatch, os.listdir(folder) if os.name == "posix" else ())):
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, match[0]))
+        except OSError:  # a live process of another user
+            pass
 
 
 def save(model, path) -> None:
