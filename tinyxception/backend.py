@@ -118,7 +118,7 @@ def as_array(data, dtype=None, device: str | None = None):
         if dtype is None and not hasattr(data, "dtype"):
             dtype = numpy.float32 if source.kind == "f" else source
         array = xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype) \
-            if source.kind in "biufc" else None
+            if source.kind in ("biufc" if dtype is None else "biuf") else None  # never drop imaginary parts
     except (TypeError, ValueError) as err:  # ragged lists, an unknown dtype
         raise type(err)(f"cannot make an array of numbers from a {type(data).__name__}: {err}") from err
     if array is None:

@@ -155,8 +155,9 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
     the checkpoint use the averaged weights (the paper evaluates that way).
     ``checkpoint`` is a path that ``tx.save`` overwrites after each epoch.
     The model is moved to ``device`` first; make ``ema`` after moving it (its
-    averages live where the weights were), as ``setup_training`` does. With ``progress`` a tqdm bar shows the running loss and accuracy and one
-    line per epoch is printed. Returns the per-epoch ``History``.
+    averages live where the weights were), as ``setup_training`` does. With ``progress`` a tqdm bar shows the
+    running loss and accuracy and one line per epoch is printed. Returns the per-epoch ``History``.
+    Every argument (and the checkpoint's folder) is checked before anything trains: ValueError or TypeError.
     """
     check_module(model, "fit")
     x_train, y_train = _samples(train_data, "fit: train_data")
