@@ -38,11 +38,6 @@ def _parameter_list(params_or_model, who: str) -> list:
     return params
 
 
-def _non_negative(value, what: str) -> float:
-    """value as a float, or ValueError unless it is a number in [0, inf)."""
-    return check_number(value, what, 0, math.inf, "[)")
-
-
 class Optimizer:
     """The shared loop: ``step()`` calls ``update`` once per parameter that has a gradient.
 
@@ -91,8 +86,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__(params, lr)
-        self.momentum, self.weight_decay = _non_negative(momentum, "SGD: momentum"), \
-            _non_negative(weight_decay, "SGD: weight_decay")
+        self.momentum = check_number(momentum, "SGD: momentum", 0, math.inf, "[)")
+        self.weight_decay = check_number(weight_decay, "SGD: weight_decay", 0, math.inf, "[)")
         if nesterov and momentum <= 0:
             raise ValueError(f"SGD: nesterov momentum needs momentum > 0, got momentum={momentum}")
         self.nesterov = bool(nesterov)
@@ -126,7 +121,8 @@ class RMSProp(Optimizer):
                  initial_ms: float = 1.0):
         super().__init__(params, lr)
         self.decay = check_number(decay, "RMSProp: decay", 0, 1, "[)")
-        self.momentum, self.eps, self.initial_ms = (_non_negative(value, f"RMSProp: {name}") for name, value in
+        self.momentum, self.eps, self.initial_ms = (check_number(value, f"RMSProp: {name}", 0, math.inf, "[)")
+                                                    for name, value in
                                                     (("momentum", momentum), ("eps", eps), ("initial_ms", initial_ms)))
 
     def update(self, p, g, state):
