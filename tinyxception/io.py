@@ -132,7 +132,7 @@ def save(model, path) -> None:
                 np.savez(file, **state)
                 file.flush()
                 if os.path.exists(real):
-                    os.chmod(file.fileno(), os.stat(real).st_mode & 0o7777)
+                    os.chmod(temporary, os.stat(real).st_mode & 0o7777)
                 os.fsync(file.fileno())
             os.replace(temporary, real)
         except BaseException:  # also Ctrl-C and SIGTERM: never leave the temporary file behind
