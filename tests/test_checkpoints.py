@@ -7,6 +7,13 @@ model stays exactly as it was, bit for bit.
 The tests interrupt it on purpose (a full disk while writing, a failing fsync, Ctrl-C) and damage files in
 the ways disks and downloads do (truncation, flipped bits).
 """
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -131,7 +138,8 @@ def _other_architecture(raw: bytes, tmp_path) -> bytes:
 
 def _float64(raw: bytes, tmp_path) -> bytes:
     """The same names and shapes, every array float64."""
-    state = {k: v.astype(np.float64) for k, v in np.load(_write(tmp_path / "src.npz", raw)).items()}
+    state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+             for k, v in np.load(_write(tmp_path / "src.npz", raw)).items()}
     np.savez(tmp_path / "f64.npz", **state)
     return (tmp_path / "f64.npz").read_bytes()
 
@@ -244,3 +252,211 @@ def test_keras_weights_need_an_xception(keras_file):
     """load_keras_weights into a plain layer: a TypeError saying it needs a tx.Xception."""
     with pytest.raises(TypeError, match="tx.Xception"):
         tx.load_keras_weights(tx.nn.Linear(2, 2), keras_file)
+
+
+# --- odd targets (symlinks, modes, FIFOs, empty and wrongly typed paths) ------------------------------------
+
+def test_a_save_through_a_symlink_replaces_the_real_file_and_keeps_the_link(tmp_path):
+    """``latest.npz -> run1/ckpt.npz``: saving to latest.npz must update run1/ckpt.npz and leave latest.npz a link
+    to it (os.replace on the link itself would turn it into a plain file and leave the real checkpoint stale)."""
+    (tmp_path / "run1").mkdir()
+    real, link = tmp_path / "run1" / "ckpt.npz", tmp_path / "latest.npz"
+    tx.save(trained(1), real)
+    link.symlink_to(real)
+    newer = trained(2)
+    tx.save(newer, link)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    restored = tx.Xception(seed=3, **SMALL)
+    tx.load(restored, real)
+    assert exact_state(restored) == exact_state(newer)
+    assert sorted(p.name for p in (tmp_path / "run1").iterdir()) == ["ckpt.npz"]
+
+
+def test_a_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    """A checkpoint made private (0600) stays private after the next save, instead of coming back 0644."""
+    path = tmp_path / "ckpt.npz"
+    tx.save(trained(1), path)
+    path.chmod(0o600)
+    tx.save(trained(2), path)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_a_save_refuses_a_fifo_and_leaves_it_alone(tmp_path):
+    """A FIFO (or a device) at the path is not a checkpoint: ValueError naming the path, and the FIFO is still a
+    FIFO afterwards (as root, os.replace would even have replaced /dev/null by a regular file)."""
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe.npz.*not a regular file"):
+        tx.save(trained(1), fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.npz"]
+
+
+@pytest.mark.parametrize("path, error, words", [
+    ("", ValueError, "path is empty"),
+    (None, TypeError, "str or os.PathLike.*NoneType"),
+    (3, TypeError, "str or os.PathLike.*int"),
+], ids=["empty", "None", "int"])
+def test_save_and_load_refuse_paths_that_are_no_paths(tmp_path, monkeypatch, path, error, words):
+    """An empty path used to write its temporary file into the parent of the working directory and end with a raw
+    FileNotFoundError; None gave a raw TypeError from os.path. Both functions now say what a path must be, and
+    nothing is written anywhere."""
+    monkeypatch.chdir(tmp_path / "..")
+    before = sorted(os.listdir("."))
+    for call in (tx.save, tx.load):
+        with pytest.raises(error, match=words):
+            call(tx.Xception(seed=0, **SMALL), path)
+    assert sorted(os.listdir(".")) == before
+
+
+def test_a_bytes_path_is_a_path(tmp_path):
+    """os.fsencode(path) names the same file as path: save and load accept it (bytes paths used to fail)."""
+    model = trained(1)
+    tx.save(model, os.fsencode(tmp_path / "m.npz"))
+    restored = tx.Xception(seed=3, **SMALL)
+    tx.load(restored, os.fsencode(tmp_path / "m.npz"))
+    assert exact_state(restored) == exact_state(model)
+
+
+# --- interrupted saves leave no debris -----------------------------------------------------------------------
+
+SAVER = """
+import sys, numpy as np, tinyxception as tx
+model = tx.Xception(seed=1, width=0.5)  # about 6 M parameters: writing 25 MB takes a moment
+print("ready", flush=True)
+while True:
+    tx.save(model, sys.argv[1])
+"""
+
+
+def _kill_while_saving(path, signum) -> subprocess.CompletedProcess:
+    """Start a process that saves to `path` over and over; send it `signum` once a temporary file of that path
+    exists (a save is under way); return the finished process."""
+    child = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 120
+    while not list(path.parent.glob(f".{path.name}.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    child.send_signal(signum)
+    child.wait(timeout=120)
+    return child
+
+
+def test_sigterm_during_a_save_leaves_no_temporary_file_and_the_old_checkpoint(tmp_path):
+    """SIGTERM (what kill, systemd and job schedulers send) in the middle of a save: the process still ends by
+    SIGTERM, no hidden temporary file of the model's size is left, and the checkpoint at the path is a complete
+    one (the old one or the new one, never half of one). Before, 5 of 8 such runs left their temporary file."""
+    path = tmp_path / "ckpt.npz"
+    tx.save(tx.Xception(seed=1, width=0.5), path)
+    child = _kill_while_saving(path, signal.SIGTERM)
+    assert child.returncode == -signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+    restored = tx.Xception(seed=3, width=0.5)
+    tx.load(restored, path)
+    assert exact_state(restored) == exact_state(tx.Xception(seed=1, width=0.5))
+
+
+def test_the_next_save_removes_what_a_kill_9_left_behind(tmp_path):
+    """kill -9 cannot be caught, so its save leaves a temporary file; the next save of the same path removes it
+    (the file names carry the dead process's id) and leaves only the checkpoint."""
+    path = tmp_path / "ckpt.npz"
+    child = _kill_while_saving(path, signal.SIGKILL)
+    assert child.returncode == -signal.SIGKILL
+    debris = list(tmp_path.glob(".ckpt.npz.*.tmp"))
+    (tmp_path / ".other.npz.1-0123456789ab.tmp").write_bytes(b"")  # another path's temporary: not ours to remove
+    model = trained(2)
+    tx.save(model, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.1-0123456789ab.tmp", "ckpt.npz"], debris
+
+
+# --- checkpoints know their architecture ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("saved_options, loading_options, words", [
+    ({"intermediate_activation": "elu"}, {}, "intermediate_activation: file 'elu', model None"),
+    ({"stem_stride": 2}, {}, "stem_stride: file 2, model 1"),
+    ({"pooling": "max"}, {}, "pooling: file 'max', model 'avg'"),
+], ids=["elu-into-plain", "stem-stride", "pooling"])
+def test_a_checkpoint_of_another_architecture_is_refused(tmp_path, saved_options, loading_options, words):
+    """Weight-free options change what the weights compute but not their names or shapes: a checkpoint of
+    Xception.small(intermediate_activation="elu") used to load into Xception.small() without a word. Now the
+    architecture is stored and compared: a short ValueError naming the file and the differing option, and the
+    model is untouched."""
+    tx.save(tx.Xception.small(seed=0, **saved_options), tmp_path / "elsewhere.npz")
+    model = tx.Xception.small(seed=1, **loading_options)
+    before = exact_state(model)
+    with pytest.raises(ValueError) as info:
+        tx.load(model, tmp_path / "elsewhere.npz")
+    message = str(info.value)
+    assert "elsewhere.npz" in message and words in message and len(message) - len(str(tmp_path)) < 500, message
+    assert exact_state(model) == before
+
+
+def test_training_only_options_and_older_checkpoints_still_load(tmp_path):
+    """Dropout and BatchNorm momentum change how a model trains, not what its weights compute: a checkpoint loads
+    across them. A file written before checkpoints stored their architecture (a plain state dict) loads too."""
+    model = tx.Xception.small(seed=0, dropout=0.3, bn_momentum=0.5)
+    tx.save(model, tmp_path / "m.npz")
+    restored = tx.Xception.small(seed=1)
+    tx.load(restored, tmp_path / "m.npz")
+    assert exact_state(restored) == exact_state(model)
+    np.savez(tmp_path / "old.npz", **model.state_dict())
+    older = tx.Xception.small(seed=2)
+    tx.load(older, tmp_path / "old.npz")
+    assert exact_state(older) == exact_state(model)
+
+
+# --- one policy for the values of every weight file ----------------------------------------------------------
+
+BAD_VALUES = {
+    "bool-kernel": ("block1_conv1", "kernel", lambda a: a > 0, "dtype bool"),
+    "int-kernel": ("block1_conv1", "kernel", lambda a: a.astype(np.int32), "dtype int32"),
+    "complex-kernel": ("block1_conv1", "kernel", lambda a: a + 1j, "dtype complex"),
+    "nan-gamma": ("block1_conv1_bn", "gamma", lambda a: np.where(np.arange(a.size) == 1, np.nan, a), "1 NaN"),
+    "inf-beta": ("block1_conv1_bn", "beta", lambda a: np.full_like(a, np.inf), "infinite"),
+    "negative-variance": ("block1_conv1_bn", "moving_variance", lambda a: -a, "negative variances"),
+}
+
+
+def _keras_file_with(tmp_path, layer: str, weight: str, change):
+    """A complete Keras-layout file for SMALL in which one weight array is replaced by change(array)."""
+    pytest.importorskip("h5py")
+    from test_io import keras_xception_layers, write_keras_file
+    layers = keras_xception_layers(np.random.default_rng(0), width=SMALL["width"],
+                                   middle_blocks=SMALL["middle_blocks"])
+    layers = [(name, {w: change(a) if (name, w) == (layer, weight) else a for w, a in weights.items()})
+              for name, weights in layers]
+    write_keras_file(tmp_path / "odd.h5", layers)
+    return tmp_path / "odd.h5"
+
+
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_keras_files_are_checked_not_cast(tmp_path, case):
+    """load_keras_weights used to astype whatever it found: bool and int kernels loaded silently, complex ones with
+    only NumPy's warning, NaN and negative variances went straight into the model. Now the policy tx.load uses
+    refuses them: ValueError naming the file, the layer and what is wrong; the model bit-identical."""
+    layer, weight, change, words = BAD_VALUES[case]
+    path = _keras_file_with(tmp_path, layer, weight, change)
+    model = tx.Xception(seed=1, **SMALL)
+    before = exact_state(model)
+    with pytest.raises(ValueError) as info:
+        tx.load_keras_weights(model, path)
+    message = str(info.value)
+    assert "odd.h5" in message and f"{layer}/{weight}" in message and words in message, message
+    assert exact_state(model) == before
+
+
+@pytest.mark.parametrize("name, change, words", [
+    ("entry_flow.block1.conv1_bn.running_var", lambda a: -a, "negative variances"),
+    ("entry_flow.block1.conv1.weight", lambda a: np.full_like(a, np.nan), "NaN"),
+])
+def test_tx_load_applies_the_same_policy(tmp_path, name, change, words):
+    """The same arrays in our own format: tx.load refuses them with the same words, naming the entry and file."""
+    state = trained(1).state_dict()
+    state[name] = change(state[name])
+    np.savez(tmp_path / "odd.npz", **state)
+    model = trained(5)
+    before = exact_state(model)
+    with pytest.raises(ValueError, match=f"odd.npz.*{name}.*{words}"):
+        tx.load(model, tmp_path / "odd.npz")
+    assert exact_state(model) == before

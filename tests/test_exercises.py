@@ -311,7 +311,9 @@ def test_environment_variable_switches_scripts_to_the_learner_kernels(tmp_path):
 
 
 def test_progress_report_refuses_a_missing_folder(tmp_path):
-    """A folder that does not exist: one line naming it and exit code 2, no traceback."""
+    """A folder that does not exist: one line naming it on stderr (where errors go, so a pipe of the report does not
+    swallow it), nothing on stdout, exit code 2, no traceback."""
     done = subprocess.run([sys.executable, "-m", "tinyxception", "exercises", "--folder", str(tmp_path / "nowhere")],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 2 and "no such folder" in done.stdout and "Traceback" not in done.stderr
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "no such folder" in done.stderr and "nowhere" in done.stderr

@@ -147,7 +147,8 @@ def test_global_avg_pool2d(data, n, c, h, w, dtype):
 
 def batch_norm_expectation(x, params: dict, training, momentum, eps):
     """batch_norm's documented result: x's shape and dtype, given per-channel (C,) parameters of x's dtype,
-    momentum in [0, 1], eps > 0 and, in training, more than one value per channel and array statistics."""
+    momentum in [0, 1], eps > 0 and, in training, more than one value per channel, array statistics and no
+    float16 (whose sums would overflow)."""
     arrays = {name: seen(p) for name, p in params.items()}
     if not (is_float_array(x) and x.ndim in (2, 4) and 0 not in x.shape):
         return None
@@ -155,7 +156,7 @@ def batch_norm_expectation(x, params: dict, training, momentum, eps):
         return None
     if not (is_number(momentum, 0, 1) and is_number(eps, 0, math.inf, "()")):
         return None
-    if training and (x.size < 2 * x.shape[1] or not all(isinstance(params[name], np.ndarray)
+    if training and (x.size < 2 * x.shape[1] or x.dtype == np.float16 or not all(isinstance(params[name], np.ndarray)
                                                          for name in ("running_mean", "running_var"))):
         return None
     return x.shape, x.dtype
@@ -547,3 +548,84 @@ def test_debug_mode_refuses_nan_and_inf(case, bad, where, debug, seed):
         assert str(where) in message and ("NaN" if math.isnan(bad) else "infinite") in message, message
     else:
         assert out.shape[0] == 2
+
+
+# --- round two: operators, backward(grad), optimiser settings, save paths -----------------------------------------
+
+def operator_expectation(t, other):
+    """t OP other for a float Tensor t: an array operand must have t's dtype; a number or list of numbers adopts
+    t's dtype; anything else (None, text, objects) is refused; the shapes must broadcast."""
+    if isinstance(other, np.ndarray):
+        if other.dtype != t.dtype:
+            return None
+    elif seen(other) is None:
+        return None
+    try:
+        return np.broadcast_shapes(t.shape, np.shape(other)), t.dtype
+    except ValueError:
+        return None
+
+
+OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+
+
+@FUZZ
+@given(data=st.data(), shape=st.lists(st.integers(1, 3), max_size=3), dtype=float_dtypes,
+       symbol=st.sampled_from(sorted(OPERATORS)), reverse=st.booleans())
+def test_operators_with_any_operand(data, shape, dtype, symbol, reverse):
+    """t + x, x * t ... for a float Tensor t and any x: NumPy's broadcast shape in t's dtype, or a refusal by the
+    shared operand check (None and text used to become NaN)."""
+    t = tx.tensor(make_array(tuple(shape), dtype, data.draw(seeds)))
+    other = data.draw(st.one_of(arrays_near(tuple(shape), dtype), operands, garbage))
+    a, b = (other, t) if reverse else (t, other)
+    with np.errstate(all="ignore"):
+        judge(f"operator {symbol}", lambda: OPERATORS[symbol](a, b), operator_expectation(t, other))
+
+
+@FUZZ
+@given(data=st.data(), shape=st.lists(st.integers(1, 3), max_size=3), dtype=float_dtypes)
+def test_backward_with_any_gradient(data, shape, dtype):
+    """y.backward(grad) for y = 2 * x: a gradient of y's shape (an array of any real dtype, or a list) gives x.grad
+    in x's dtype; None means 1 for a single-element y; another shape, text or garbage is refused."""
+    x = tx.tensor(make_array(tuple(shape), dtype, data.draw(seeds)), requires_grad=True)
+    grad = data.draw(st.one_of(arrays_near(tuple(shape)), garbage))
+    array = seen(grad)
+    ok = x.size == 1 if grad is None else array is not None and array.shape == x.shape
+    with np.errstate(over="ignore"):  # float64 values beyond float16's range become inf when converted
+        judge("backward(grad)", lambda: (x * 2.0).backward(grad), RETURNS if ok else None)
+    assert x.grad is None if not ok else x.grad.dtype == x.dtype
+
+
+@FUZZ
+@given(lr=numbers(0, 1), momentum=numbers(0, 1), weight_decay=numbers(0, 1), decay=numbers(0, 1), eps=numbers(0, 1),
+       factor=numbers(0, 1), every=ints(0, 3), params=st.sampled_from(["list", "model", "arrays", "empty", "none"]))
+def test_optimiser_settings(lr, momentum, weight_decay, decay, eps, factor, every, params):
+    """SGD, RMSProp and StepDecay build with documented settings (lr > 0, momentum and weight decay >= 0, decay in
+    [0, 1), eps >= 0, factor in (0, 1], every a positive int, parameters as Tensors or a Module) and refuse any
+    other with ValueError/TypeError (text and NaN used to raise comparison errors or be accepted)."""
+    given = {"list": list(SMALL.parameters())[:2], "model": SMALL, "arrays": [np.ones(2)], "empty": [],
+             "none": None}[params]
+    good_params = params in ("list", "model")
+    sgd_ok = good_params and is_number(lr, 0, math.inf, "()") and is_number(momentum, 0, math.inf) and \
+        is_number(weight_decay, 0, math.inf)
+    sgd = judge("SGD", lambda: tx.optim.SGD(given, lr=lr, momentum=momentum, weight_decay=weight_decay),
+                RETURNS if sgd_ok else None)
+    rms_ok = good_params and is_number(lr, 0, math.inf, "()") and is_number(decay, 0, 1, "[)") and \
+        is_number(momentum, 0, math.inf) and is_number(eps, 0, math.inf)
+    judge("RMSProp", lambda: tx.optim.RMSProp(given, lr=lr, decay=decay, momentum=momentum, eps=eps),
+          RETURNS if rms_ok else None)
+    if sgd is not None:
+        judge("StepDecay", lambda: tx.optim.StepDecay(sgd, factor=factor, every=every),
+              RETURNS if is_number(factor, 0, 1, "(]") and is_int(every) else None)
+
+
+PATH_GARBAGE = (None, "", b"", 3, 1.5, object(), ["m.npz"], ("m.npz",))
+
+
+@FEW
+@given(path=st.sampled_from(PATH_GARBAGE), which=st.sampled_from(["save", "load"]))
+def test_save_and_load_with_paths_that_are_no_paths(path, which):
+    """tx.save and tx.load with an empty path or a value that is no path at all: ValueError or TypeError from the
+    path check, never a raw error from os.path or from writing a temporary file somewhere."""
+    call = tx.save if which == "save" else tx.load
+    judge(f"{which}(path)", lambda: call(SMALL, path), None)

@@ -5,6 +5,7 @@ keeps no memory it should not.
 import gc
 import math
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -327,3 +328,263 @@ def test_a_model_minimum_is_not_a_guess():
     with pytest.raises(ValueError) as info:
         model(zeros(1, 3, 70, 71))
     assert "at least 71" in str(info.value) and " -> ".join(map(str, sizes)) in str(info.value)
+
+
+# --- round two: operators, debug mode without holes --------------------------------------------------------------
+
+@pytest.mark.parametrize("other", [None, "2", object()], ids=["None", "text", "object"])
+def test_an_operator_with_a_non_number_is_refused(other):
+    """``t + None`` used to give NaN (NumPy turns None into NaN when a float dtype is forced) while F.add(t, None)
+    refused; every operator now goes through the shared operand check, which refuses anything that is not numbers
+    and names the operator."""
+    t = tx.tensor(np.ones(3, np.float32))
+    for expression, call in (("a + b", lambda: t + other), ("a * b", lambda: t * other),
+                             ("a - b", lambda: other - t), ("a / b", lambda: t / other)):
+        with pytest.raises(TypeError, match=f"{re.escape(expression)}: cannot make an array of numbers"):
+            call()
+
+
+def test_debug_mode_covers_operators_and_results():
+    """With debug mode on, ``t * float("inf")`` passed (only F.mul scanned its inputs). Function.apply now scans
+    every input and result, so an operator is covered by construction and the refusal names the op."""
+    t = tx.tensor(np.ones(3, np.float32), requires_grad=True)
+    with tx.debug_mode():
+        with pytest.raises(ValueError, match="Mul: input 1 of shape .* 1 infinite"):
+            t * float("inf")
+        with pytest.raises(ValueError, match="Mul: its result .* infinite"), np.errstate(over="ignore"):
+            t * 1e30 * 1e30  # finite inputs, an overflow in the result
+    assert np.isinf((t * float("inf")).numpy()).all()  # debug off: no scan, the usual arithmetic
+
+
+class _ExplodingBackward(tx.Function):
+    """Identity forward whose backward makes an infinite gradient (a stand-in for an op with a bad derivative)."""
+
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, grad):
+        return grad * np.inf
+
+
+def test_debug_mode_refuses_non_finite_gradients_naming_the_op():
+    """A non-finite gradient made inside backward() used to flow into .grad unnoticed; in debug mode it is refused
+    by the op whose backward made it. Without debug mode the same backward runs (no scan)."""
+    x = tx.tensor(np.ones(3, np.float32), requires_grad=True)
+    with tx.debug_mode():
+        loss = (_ExplodingBackward.apply(x) * 2.0).sum()
+        with pytest.raises(ValueError, match="_ExplodingBackward.backward: the gradient of input 0 .* 3 infinite"):
+            loss.backward()
+    (_ExplodingBackward.apply(x) * 2.0).sum().backward()
+    assert np.isinf(x.grad).all()
+
+
+def test_float16_batch_norm_training_is_refused_before_the_statistics_change():
+    """float16 sums of a channel's values (and of their squares) overflow at 65504: batch norm in training wrote
+    NaN into the running statistics before anything refused. Training in float16 is now refused clearly, with the
+    statistics untouched; evaluation in float16 still works."""
+    x = np.full((4, 2, 64, 64), 8.0, np.float16)
+    mean, var = np.zeros(2, np.float16), np.ones(2, np.float16)
+    with pytest.raises(TypeError, match="batch_norm: training in float16 would overflow"):
+        F.batch_norm(x, np.ones(2, np.float16), np.zeros(2, np.float16), mean, var, training=True)
+    assert (mean == 0).all() and (var == 1).all()
+    out = F.batch_norm(x, np.ones(2, np.float16), np.zeros(2, np.float16), mean, var, training=False)
+    assert out.dtype == np.float16 and np.isfinite(out.numpy()).all()
+
+
+# --- round two: autograd surprises -------------------------------------------------------------------------------
+
+def test_two_leaves_never_share_one_gradient_array():
+    """``((a + b) * c).sum().backward()`` used to give ``a.grad is b.grad`` (Add hands one array to both), so
+    ``a.grad *= 0.5`` halved b.grad too; and x.sum() gave a read-only broadcast view. Every leaf now owns its
+    gradient: no shared memory, and each one writable."""
+    a, b, c = (tx.tensor(np.full(3, v, np.float32), requires_grad=True) for v in (1.0, 2.0, 3.0))
+    ((a + b) * c).sum().backward()
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad *= 0.5
+    np.testing.assert_array_equal(b.grad, [3.0, 3.0, 3.0])
+    x = tx.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    x.sum().backward()
+    x.grad *= 2
+    np.testing.assert_array_equal(x.grad, np.full((2, 3), 2.0))
+
+
+def test_backward_takes_lists_and_arrays_in_the_tensors_dtype():
+    """``backward(np.ones(3))`` on a float32 graph used to give float64 gradients and ``backward([1., 1., 1.])`` an
+    AttributeError. The gradient is converted to the tensor's dtype and device; a wrong shape is a ValueError
+    naming both shapes; the caller's array is never aliased by a leaf's .grad."""
+    for given in (np.ones(3), [1.0, 1.0, 1.0], tx.tensor(np.ones(3))):
+        x = tx.tensor(np.ones(3, np.float32), requires_grad=True)
+        (x * 2.0).backward(given)
+        assert x.grad.dtype == np.float32
+        np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+    leaf, seed = tx.tensor(np.ones(3, np.float32), requires_grad=True), np.ones(3, np.float32)
+    leaf.backward(seed)
+    assert not np.shares_memory(leaf.grad, seed)
+    with pytest.raises(ValueError, match=r"backward\(grad\): gradient shape \(2,\) does not match tensor shape \(3,\)"):
+        (x * 2.0).backward([1.0, 1.0])
+
+
+def test_debug_mode_detects_an_input_changed_between_forward_and_backward():
+    """Changing an input in place after the forward pass (``x.data[...] = ...``, or reusing its buffer) silently gave
+    gradients of the old values. In debug mode each recorded op keeps a checksum of its inputs, and backward()
+    refuses when one changed, naming the op; the same change with debug mode off is not detected (documented)."""
+    w = tx.tensor(np.full(3, 2.0, np.float32), requires_grad=True)
+    with tx.debug_mode():
+        x = tx.tensor(np.ones(3, np.float32), requires_grad=True)
+        loss = (x * w).sum()
+        w.data[...] = 5.0
+        with pytest.raises(RuntimeError, match="Mul: input 1 of shape \\(3,\\) changed after the forward pass"):
+            loss.backward()
+        x = tx.tensor(np.ones(3, np.float32), requires_grad=True)
+        (x * w).sum().backward()  # no change in between: fine
+        np.testing.assert_array_equal(x.grad, [5.0, 5.0, 5.0])
+
+
+class _TorchLike:
+    """Stands for a torch.Tensor (torch is no dependency): its type lives in a module named torch."""
+    __module__ = "torch"
+    dtype, shape = "torch.float32", (3,)
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad.")
+
+
+def test_a_torch_tensor_is_refused_with_the_conversion_to_use():
+    """A torch tensor with requires_grad=True passed to an op raised torch's own RuntimeError; the package
+    recognises torch's types by their module name (without importing torch) and says how to convert."""
+    for call in (lambda: tx.tensor(_TorchLike()), lambda: F.relu(_TorchLike()),
+                 lambda: tx.tensor(np.ones(3, np.float32)) + _TorchLike()):
+        with pytest.raises(TypeError, match=r"torch\._TorchLike.*x\.detach\(\)\.cpu\(\)\.numpy\(\)"):
+            call()
+
+
+# --- round two: documented calls never end in a raw error --------------------------------------------------------
+
+def _param():
+    """One trainable parameter."""
+    return nn.Parameter(np.ones(2, np.float32))
+
+
+DATA = (np.zeros((8, 3, 17, 17), np.float32), np.zeros(8, np.int64))
+EMPTY = (np.zeros((0, 3, 17, 17), np.float32), np.zeros(0, np.int64))
+OPT = tx.optim.SGD(SMALL.parameters(), lr=0.1)
+
+BAD_CALLS = {
+    "fit-batch-size-0": (lambda: tx.train.fit(SMALL, DATA, DATA, 1, OPT, batch_size=0, progress=False),
+                         ValueError, ["fit: batch_size", "positive int", "0"]),
+    "fit-empty-validation": (lambda: tx.train.fit(SMALL, DATA, EMPTY, 1, OPT, batch_size=4, progress=False),
+                             ValueError, ["fit: val_data", "at least one sample", "0 samples"]),
+    "fit-no-optimizer": (lambda: tx.train.fit(SMALL, DATA, DATA, 1, None, batch_size=4, progress=False),
+                         TypeError, ["fit: optimizer", "Optimizer", "NoneType"]),
+    "fit-negative-seed": (lambda: tx.train.fit(SMALL, DATA, DATA, 1, OPT, batch_size=4, seed=-1, progress=False),
+                          ValueError, ["fit: seed", "-1"]),
+    "fit-not-a-pair": (lambda: tx.train.fit(SMALL, DATA[0], DATA, 1, OPT, progress=False), TypeError,
+                       ["fit: train_data", "pair (x, y)"]),
+    "evaluate-empty": (lambda: tx.train.evaluate(SMALL, *EMPTY), ValueError, ["evaluate", "at least one sample"]),
+    "sgd-of-arrays": (lambda: tx.optim.SGD([np.ones(3)], lr=0.1), TypeError, ["SGD", "Tensors", "ndarray"]),
+    "sgd-lr-text": (lambda: tx.optim.SGD([_param()], lr="0.1"), ValueError, ["SGD: lr", "(0, inf)", "'0.1'"]),
+    "sgd-lr-nan": (lambda: tx.optim.SGD([_param()], lr=float("nan")), ValueError, ["SGD: lr", "nan"]),
+    "sgd-momentum": (lambda: tx.optim.SGD([_param()], lr=0.1, momentum=-1), ValueError, ["SGD: momentum", "-1"]),
+    "rmsprop-eps": (lambda: tx.optim.RMSProp([_param()], lr=0.1, eps="1"), ValueError, ["RMSProp: eps", "'1'"]),
+    "step-decay-every": (lambda: tx.optim.StepDecay(OPT, every=1.5), ValueError, ["StepDecay: every", "1.5"]),
+    "step-decay-optimizer": (lambda: tx.optim.StepDecay(None), TypeError, ["StepDecay: optimizer", "NoneType"]),
+    "ema-of-a-number": (lambda: tx.optim.ExponentialMovingAverage(3), TypeError, ["ExponentialMovingAverage",
+                                                                                 "int"]),
+    "count-parameters-of-a-list": (lambda: tx.count_parameters([1]), TypeError, ["count_parameters", "Module",
+                                                                                "list"]),
+    "count-conv-layers": (lambda: tx.count_conv_layers(nn.ReLU()), TypeError, ["count_conv_layers", "Xception"]),
+    "summary-shape": (lambda: tx.summary(SMALL, (3, -32, 32)), ValueError, ["summary: input_shape", "(C, H, W)"]),
+    "setup-optimizer": (lambda: tx.train.setup_training(SMALL, optimizer="adam"), ValueError,
+                        ["setup_training", "'adam'", "sgd"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALLS)
+def test_documented_calls_refuse_bad_arguments_with_a_message(case):
+    """Bad arguments to the public functions of optim, train and summary used to end in ZeroDivisionError,
+    AttributeError, a comparison TypeError or NumPy's message (or be accepted, like lr=nan); each now raises
+    ValueError or TypeError naming the function, the argument and what was given."""
+    call, error, fragments = BAD_CALLS[case]
+    with pytest.raises(error) as info:
+        call()
+    missing = [fragment for fragment in fragments if fragment not in str(info.value)]
+    assert not missing, f"{missing} not in: {info.value}"
+
+
+# --- round two: the command line finds bad paths first -----------------------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--plot", "missing/dir/p.png"], ["--plot", "missing/dir", "does not exist"]),
+    (["train", "--checkpoint", "missing/dir/c.npz"], ["--checkpoint", "missing/dir", "does not exist"]),
+    (["ablation", "--plot", "missing/dir/a.png"], ["--plot", "missing/dir", "does not exist"]),
+], ids=["train-plot", "train-checkpoint", "ablation-plot"])
+def test_bad_output_paths_stop_the_command_before_training(argv, words, capsys, monkeypatch, tmp_path):
+    """A --plot or --checkpoint into a missing folder used to fail after the whole run (or the first epoch), and the
+    ablation printed no results at all. Now the paths are checked first: exit code 2, one line naming the option
+    and the path, and no training (fit is never called)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tx.train, "fit", lambda *a, **k: pytest.fail("trained before checking the paths"))
+    code = cli.main(argv + ["--dataset", "shapes", "--epochs", "1", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and all(word in error for word in words), error
+
+
+def test_a_plot_name_without_an_extension_is_reported_as_written(capsys, monkeypatch, tmp_path):
+    """``--plot curves`` writes curves.png (matplotlib adds the extension); the command used to say ``saved curves``.
+    It now names the file that exists. (Training is replaced by a one-epoch history: only the plot matters here.)"""
+    monkeypatch.chdir(tmp_path)
+    history = tx.train.History()
+    history.append(epoch=1, train_loss=1.0, train_acc=0.5, val_loss=1.0, val_acc=0.5, lr=0.1, time=1.0)
+    monkeypatch.setattr(tx.train, "fit", lambda *args, **kwargs: history)
+    code = cli.main(["train", "--dataset", "shapes", "--epochs", "1", "--no-progress", "--plot", "curves"])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "curves.png").is_file() and "saved curves.png" in out, out
+
+
+def test_ctrl_c_during_training_is_one_line_and_exit_code_130(capsys, monkeypatch):
+    """Ctrl-C in the middle of ``train`` printed a 73-line traceback; now one line on stderr and exit code 130
+    (128 + SIGINT, what a shell reports for a program stopped by Ctrl-C)."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tx.train, "fit", interrupted)
+    try:
+        code = cli.main(["train", "--dataset", "shapes", "--epochs", "1", "--no-progress"])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped the command line (a traceback for the user)")
+    error = capsys.readouterr().err
+    assert code == 130 and error == "tinyxception train: interrupted\n", error
+
+
+# --- round two: a memory guard -----------------------------------------------------------------------------------
+
+def test_a_step_that_cannot_fit_is_refused_before_it_starts(monkeypatch):
+    """A 1x3x2000x2000 training step used to grow until the process was killed. The model now estimates the
+    activation memory from its geometry and refuses, naming the estimate and the free memory, when the estimate
+    exceeds what the system can give (faked here as 1 GiB); the same call under no_grad needs far less and runs
+    the check without refusing; when the free memory cannot be read, nothing is refused."""
+    model = tx.Xception.small(seed=0)
+    x = np.zeros((64, 3, 256, 256), np.float32)  # 48 MiB of input; the training step would need several GiB
+    monkeypatch.setattr(tx.memory, "available_bytes", lambda: 2 ** 30)
+    with pytest.raises(MemoryError, match=r"training step on a batch of shape \(64, 3, 256, 256\) needs at least "
+                                          r"[\d.]+ GiB .* only 1.0 GiB"):
+        model(x)
+    needed = tx.memory.activation_bytes(model, x.shape, 4, recording=True)
+    assert needed > 2 ** 30 > tx.memory.activation_bytes(model, x.shape, 4, recording=False)
+    monkeypatch.setattr(tx.memory, "available_bytes", lambda: None)
+    tx.memory.check_memory(model, tx.tensor(x))  # unknown free memory: no refusal
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 64, 64), (2, 3, 48, 40)])
+def test_the_memory_estimate_is_below_what_a_step_really_allocates(shape):
+    """The guard must never refuse a step that would have fitted, so its estimate is a lower bound: tracemalloc's
+    peak of a real training step (forward and backward of Xception.small) is at least the estimate."""
+    model = tx.Xception.small(seed=0)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    tracemalloc.start()
+    try:
+        F.cross_entropy(model(x), np.zeros(shape[0], np.int64)).backward()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = tx.memory.activation_bytes(model, shape, 4, recording=True)
+    assert estimate <= peak, f"estimate {estimate} bytes, measured peak {peak} bytes"

@@ -156,9 +156,9 @@ def run_ablation(args) -> int:
     runs = run_ablations(loaded, epochs=args.epochs, seeds=args.seeds, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, lr_decay=args.lr_decay, decay_every=args.decay_every,
                          val_fraction=args.val_fraction, device=args.device, variants=args.variants,
-                         plot=args.plot or None, progress=args.progress, bn_momentum=args.bn_momentum,
-                         ema=args.ema)
+                         progress=args.progress, bn_momentum=args.bn_momentum, ema=args.ema)
     print(format_table(runs))
     if args.plot:
+        plot_ablations(runs, args.plot)
         print(f"saved {args.plot}")
     return 0

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 
-from . import backend
+from . import backend, debug
 from .kernels import active as kernels
 
 _grad_enabled = True
@@ -37,6 +38,11 @@ def no_grad():
 def is_grad_enabled() -> bool:
     """True unless inside ``no_grad()``."""
     return _grad_enabled
+
+
+def _checksum(array) -> tuple:
+    """The identity and a CRC-32 of an array's bytes: changes when the array is replaced or edited in place."""
+    return id(array), zlib.crc32(backend.asnumpy(array).tobytes())
 
 
 def unbroadcast(grad, shape):
@@ -116,7 +122,10 @@ class Tensor:
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
 
-        `grad` is the gradient flowing into this tensor; it defaults to 1 for a scalar.
+        `grad` is the gradient flowing into this tensor (an array, list or Tensor of its shape, converted to its
+        dtype and device); it defaults to 1 for a scalar. Every leaf gets a gradient array of its own. In debug mode
+        a NaN or infinity in a gradient is refused naming the op whose backward made it, and so is an input that
+        changed in place between the forward pass and this call (the gradients would be silently wrong).
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
@@ -124,10 +133,11 @@ class Tensor:
             if self.size != 1:
                 raise ValueError(f"backward() without a gradient needs a scalar, got shape {self.shape}")
             grad = backend.array_module(self.data).ones_like(self.data)
-        grad = grad.data if isinstance(grad, Tensor) else grad
+        grad = backend.as_array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype, device=self.device)
         if tuple(grad.shape) != self.shape:
-            raise ValueError(f"gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
-        pending = {id(self): grad}
+            raise ValueError(f"backward(grad): gradient shape {tuple(grad.shape)} does not match tensor shape "
+                             f"{self.shape}")
+        pending, handed = {id(self): grad}, {id(grad)}  # handed: arrays already given to a leaf (or by the caller)
         for node in reversed(kernels.topological_order(self)):
             g = pending.pop(id(node), None)
             if g is None:
@@ -136,15 +146,21 @@ class Tensor:
             if node._graph_freed:
                 raise RuntimeError("backward() through a graph that an earlier backward() already freed; "
                                    "pass retain_graph=True to the first call to backward twice")
-            if ctx is None:
+            if ctx is None:  # a leaf: a view or an array another leaf holds becomes a copy of its own
+                g = g.copy() if g.base is not None or id(g) in handed else g
+                handed.add(id(g))
                 node.grad = g if node.grad is None else node.grad + g
                 continue
+            if debug.enabled:
+                ctx.check_inputs_unchanged()
             input_grads = ctx.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            for tensor, ig in zip(ctx.inputs, input_grads):
+            for i, (tensor, ig) in enumerate(zip(ctx.inputs, input_grads)):
                 if ig is None or not tensor.requires_grad:
                     continue
+                if debug.enabled:
+                    debug.check_finite(ig, f"the gradient of input {i}", f"{type(ctx).__name__}.backward")
                 ig = unbroadcast(ig, tensor.shape)
                 key = id(tensor)
                 pending[key] = ig if key not in pending else pending[key] + ig
@@ -161,7 +177,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if like is not None and not hasattr(x, "dtype"):
-        return Tensor(backend.array_module(like.data).asarray(x, dtype=like.dtype))
+        return Tensor(backend.as_array(x, dtype=like.dtype, device=like.device))
     return Tensor(x)
 
 
@@ -181,18 +197,35 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options) -> Tensor:
-        """Run forward on the inputs' arrays and, when gradients are wanted, record the call."""
+        """Run forward on the inputs' arrays and, when gradients are wanted, record the call.
+
+        In debug mode every input and the result are scanned for NaN and infinity (so every op and operator is
+        covered), and a recorded call keeps a checksum of each input for ``check_inputs_unchanged``.
+        """
         tensors = tuple(x if isinstance(x, Tensor) else as_tensor(x) for x in inputs)  # checked by the caller
         fn = cls()
         fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
         record = _grad_enabled and any(fn.needs_input_grad)
+        for i, t in enumerate(tensors if debug.enabled else ()):
+            debug.check_finite(t.data, f"input {i}", cls.__name__)
         out = Tensor(fn.forward(*(t.data for t in tensors), **options), requires_grad=record)
+        if debug.enabled:
+            debug.check_finite(out.data, "its result", cls.__name__)
         if record:
             fn.inputs = tensors
+            fn.checksums = [_checksum(t.data) for t in tensors] if debug.enabled else None
             out._ctx = fn
         else:
             fn.release()
         return out
+
+    def check_inputs_unchanged(self) -> None:
+        """RuntimeError when an input's values changed since the forward pass (debug mode keeps checksums)."""
+        for i, (t, checksum) in enumerate(zip(self.inputs, self.checksums or ())):
+            if _checksum(t.data) != checksum:
+                raise RuntimeError(f"{type(self).__name__}: input {i} of shape {t.shape} changed after the forward "
+                                   "pass (in place, or its .data replaced), so its gradients would be wrong; change "
+                                   "a copy, or run the forward pass again (debug mode is on)")
 
     def forward(self, *arrays, **options):
         """Compute the result array from the input arrays; keep on self what backward needs."""
@@ -337,10 +370,17 @@ def _broadcastable(*shapes) -> bool:
     return all(len(set(lengths) - {1}) <= 1 for lengths in zip(*(reversed(shape) for shape in shapes)))
 
 
-def check_operands(a: Tensor, b: Tensor, expression: str, matrix_product: bool = False) -> None:
-    """A clear error, naming both operands, when `expression` ("a + b", "add(a, b)" ...) cannot be computed as
-    written: two devices, two dtypes (no silent float32 -> float64 upcast), or shapes that do not broadcast
-    (for a matrix product: whose core axes do not fit or whose leading axes do not broadcast)."""
+def check_operands(a, b, expression: str, matrix_product: bool = False) -> tuple[Tensor, Tensor]:
+    """a and b as Tensors (a number or list takes the dtype and device of the Tensor operand), or a clear error,
+    naming both operands, when `expression` ("a + b", "add(a, b)" ...) cannot be computed as written: an operand
+    that is not numbers (None, text), two devices, two dtypes (no silent float32 -> float64 upcast), or shapes
+    that do not broadcast (for a matrix product: whose core axes do not fit or whose leading axes do not
+    broadcast)."""
+    like = a if isinstance(a, Tensor) else b
+    try:
+        a, b = as_tensor(a, like=like), as_tensor(b, like=like)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{expression}: {err}") from err
     given = f"{expression} with a of shape {a.shape}, {a.dtype} on {a.device} and b of shape {b.shape}, " \
             f"{b.dtype} on {b.device}"
     if a.device != b.device:
@@ -355,14 +395,13 @@ def check_operands(a: Tensor, b: Tensor, expression: str, matrix_product: bool =
     elif not _broadcastable(a.shape, b.shape):
         raise ValueError(f"{given}: the shapes do not broadcast: aligned from the right, each pair of lengths "
                          "must be equal or contain a 1")
+    return a, b
 
 
 def _binary(fn, symbol: str, reverse=False):
     def method(self, other):
-        other = as_tensor(other, like=self)
         a, b = (other, self) if reverse else (self, other)
-        check_operands(a, b, f"a {symbol} b", matrix_product=symbol == "@")
-        return fn.apply(a, b)
+        return fn.apply(*check_operands(a, b, f"a {symbol} b", matrix_product=symbol == "@"))
     return method
 
 

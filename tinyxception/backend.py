@@ -109,6 +109,9 @@ def as_array(data, dtype=None, device: str | None = None):
     Python floats and lists become float32, the package's default dtype; arrays keep their dtype.
     TypeError for data that are not numbers (text, None, objects), even when `dtype` could force them.
     """
+    if type(data).__module__.partition(".")[0] == "torch":  # torch is no dependency: recognised by name only
+        raise TypeError(f"cannot make an array from a torch.{type(data).__name__}; pass a NumPy array: "
+                        "x.detach().cpu().numpy()")
     if device is None:
         device = device_of(data)
     xp = _cupy if check_device(device) == "cuda" else numpy
@@ -117,7 +120,7 @@ def as_array(data, dtype=None, device: str | None = None):
         if dtype is None and not hasattr(data, "dtype"):
             dtype = numpy.float32 if source.kind == "f" else source
         array = xp.asarray(data if device == device_of(data) else asnumpy(data), dtype=dtype) \
-            if source.kind in "biufc" else None
+            if source.kind in ("biufc" if dtype is None else "biuf") else None  # never drop imaginary parts
     except (TypeError, ValueError) as err:  # ragged lists, an unknown dtype
         raise type(err)(f"cannot make an array of numbers from a {type(data).__name__}: {err}") from err
     if array is None:

@@ -121,9 +121,10 @@ def _same_logits_as_the_fast_tier(model, x, logits) -> tuple[bool, str]:
 def run_subcommand(name: str, argv: list[str]) -> int:
     """Import the subcommand's module, let it add its options, parse `argv` and run it.
 
-    A ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path), or an
-    ImportError (an optional extra that is not installed: the message says which) ends it with one line
-    on stderr and exit code 2, like an argument error, instead of a traceback.
+    A ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path), a MemoryError
+    (a step that cannot fit), or an ImportError (an optional extra that is not installed: the message says which)
+    ends it with one line on stderr and exit code 2, like an argument error, instead of a traceback; Ctrl-C ends
+    it with one line and exit code 130 (128 + SIGINT, as a shell reports it).
     """
     module_name, add_name, run_name, help_ = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
@@ -132,9 +133,12 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return getattr(module, run_name)(args)
-    except (ValueError, OSError, ImportError) as err:
+    except (ValueError, OSError, ImportError, MemoryError) as err:
         print(f"tinyxception {name}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"tinyxception {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ to 1e-8, "fail" with the reason otherwise. This is a quick first check; the chap
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from . import backend
@@ -125,7 +126,7 @@ def add_exercise_arguments(parser) -> None:
 def run_exercises(args) -> int:
     """Print the report; exit code 0 (it is a progress report), or 2 when the folder does not exist."""
     if not Path(args.folder).is_dir():
-        print(f"python -m tinyxception exercises: no such folder: {args.folder}")
+        print(f"python -m tinyxception exercises: no such folder: {args.folder}", file=sys.stderr)
         return 2
     rows = report(args.folder)
     done = sum(status == "pass" for _, _, status, _ in rows)

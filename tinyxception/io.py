@@ -1,7 +1,8 @@
 """Saving and loading weights: our own .npz files, and the HDF5 files of Keras' Xception.
 
 ``save``/``load`` write and read ``model.state_dict()`` as a NumPy .npz archive (no pickle, so
-loading a file can never run code). ``load_keras_weights`` reads the files that
+loading a file can never run code), together with the model's architecture (its weight-free options,
+see ``architecture``), which ``load`` compares with the model's. ``load_keras_weights`` reads the files that
 ``keras.applications.Xception`` downloads and converts Keras' layouts to ours:
 
     Conv2D kernel            (kh, kw, in, out)  ->  (out, in, kh, kw)
@@ -10,70 +11,170 @@ loading a file can never run code). ``load_keras_weights`` reads the files that
     Dense kernel             (in, out)          ->  (out, in)
     BatchNorm gamma, beta, moving_mean, moving_variance  ->  gamma, beta, running_mean, running_var
 
-Every loader checks everything before it writes anything: on an error the model is unchanged.
+Every loader checks everything before it writes anything: on an error the model is unchanged. Both loaders
+apply one policy to the arrays they read (``_bad_values``): real floating point, finite, no negative variance.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
+import re
+import signal
+import threading
 import uuid
 
 from . import backend
 from .models import Xception
-from .nn import BatchNorm2d, Conv2d, Linear, Module, SeparableConv2d
+from .nn import BatchNorm2d, Conv2d, Linear, SeparableConv2d
+from .nn.module import check_module, listing
 
 np = backend.cpu_module()
 
+ARCHITECTURE_KEY = "__architecture__"  # the archive entry of the architecture, JSON text; no state name starts "_"
+TRAINING_ONLY = ("dropout", "bn_momentum")  # options that change how a model trains, not what its weights compute
 
-def _check_model(model, who: str) -> None:
-    """TypeError unless model is a Module (something with a state_dict to save or fill)."""
-    if not isinstance(model, Module):
-        raise TypeError(f"{who}: model must be a tinyxception Module such as tx.Xception(), got {type(model).__name__}")
+
+def architecture(model) -> dict:
+    """The weight-free options that decide what a model's weights compute, as a plain dict (JSON types only):
+    its configuration (``model.config``, a dataclass) without ``TRAINING_ONLY``; {} for other modules.
+    Two Xceptions whose weights have the same names and shapes can still differ here (an ``"elu"`` inside the
+    separable convolutions, another stem stride), which is why a checkpoint stores it."""
+    config = getattr(model, "config", None)
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+    chosen = {name: value for name, value in config.items() if name not in TRAINING_ONLY}
+    return json.loads(json.dumps(chosen, default=lambda value: value.item()))  # NumPy ints become Python ints
+
+
+def target_path(path, who: str) -> str:
+    """The real file that writing to `path` must replace (symlinks resolved), after checking up front that it can:
+    a str or os.PathLike (bytes are decoded), not empty, in an existing folder, and not a folder, FIFO or device."""
+    try:
+        path = os.fsdecode(path)
+    except TypeError:
+        raise TypeError(f"{who}: path must be a str or os.PathLike, got {type(path).__name__} {path!r}") from None
+    if not path:
+        raise ValueError(f"{who}: path is empty; give a file name such as 'model.npz'")
+    real = os.path.realpath(path)
+    if not os.path.isdir(os.path.dirname(real)):
+        raise FileNotFoundError(f"{who}: the folder {os.path.dirname(real)!r} of {path!r} does not exist")
+    if os.path.isdir(real):
+        raise IsADirectoryError(f"{who}: {path!r} is a directory; give a file name")
+    if os.path.exists(real) and not os.path.isfile(real):
+        raise ValueError(f"{who}: {path!r} exists and is not a regular file (a FIFO, socket or device?); "
+                         "choose another name")
+    return real
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived during a save (raised by the handler that ``_sigterm_raises`` installs)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Inside the block, SIGTERM raises _Terminated (so cleanup code runs); afterwards the previous handler is back
+    and the signal is delivered to it again. Only on the main thread, and only when SIGTERM is not ignored."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)  # the default action ends the process here, as it would have
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_stale_temporaries(real: str) -> None:
+    """Delete the temporary files of earlier saves of `real` whose process is gone (killed with -9, a power cut).
+    The process id is in the name; signal 0 delivers nothing, it only asks whether the process exists (POSIX)."""
+    folder, name = os.path.split(real)
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]{{12}}\.tmp")
+    for match in filter(None, map(pattern.fullmatch, os.listdir(folder) if os.name == "posix" else ())):
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, match[0]))
+        except OSError:  # a live process of another user
+            pass
 
 
 def save(model, path) -> None:
-    """Write ``model.state_dict()`` to `path` (the exact name given) as an uncompressed .npz archive, atomically.
+    """Write ``model.state_dict()`` and ``architecture(model)`` to `path` as an uncompressed .npz archive, atomically.
 
-    The archive goes to a temporary file in the same directory, is flushed to the disk (fsync), and only
-    then renamed over `path` by ``os.replace``, which is atomic: a save that is interrupted (an error, a full
-    disk, Ctrl-C) leaves the previous file at `path` as it was, and removes the temporary file.
+    The archive goes to a temporary file ``.NAME.PID-RANDOM.tmp`` beside the real target (a symlink at `path` is
+    followed and stays a link), is flushed to the disk (fsync), gets the mode of the file it replaces, and only
+    then is renamed over the target by ``os.replace``, which is atomic. A save that is interrupted (an error, a
+    full disk, Ctrl-C, SIGTERM) leaves the previous file as it was and removes the temporary file; one killed
+    outright (kill -9) leaves it behind, and the next save of the same path removes it. A folder, FIFO or device
+    at `path`, an empty path or a missing folder is refused before anything is written.
     """
-    _check_model(model, "tinyxception.save")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"tinyxception.save: the directory {directory!r} of {path!r} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"tinyxception.save: {path!r} is a directory; give a file name")
+    check_module(model, "tinyxception.save")
+    real = target_path(path, "tinyxception.save")
     state = {name: backend.asnumpy(array) for name, array in model.state_dict().items()}
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            np.savez(file, **state)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # also Ctrl-C: never leave the temporary file behind
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
+    state[ARCHITECTURE_KEY] = np.array(json.dumps(architecture(model)))
+    folder, name = os.path.split(real)
+    _remove_stale_temporaries(real)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    with _sigterm_raises():
+        try:
+            with open(temporary, "xb") as file:
+                np.savez(file, **state)
+                file.flush()
+                if os.path.exists(real):
+                    os.chmod(temporary, os.stat(real).st_mode & 0o7777)
+                os.fsync(file.fileno())
+            os.replace(temporary, real)
+        except BaseException:  # also Ctrl-C and SIGTERM: never leave the temporary file behind
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+            raise
 
 
 def _existing(path, who: str) -> str:
-    """path as a str, or FileNotFoundError saying which loader looked for it."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{who}: no such file: {path!r}")
-    return path
+    """path as a str, or FileNotFoundError saying which loader looked for it (TypeError/ValueError as target_path)."""
+    if not os.path.isfile(target_path(path, who)):
+        raise FileNotFoundError(f"{who}: no such file: {os.fsdecode(path)!r}")
+    return os.fsdecode(path)
+
+
+def _bad_values(name: str, array) -> str | None:
+    """The loaders' policy for one array read from a file: what is wrong with it, or None when it may be loaded.
+    Weights are real floating point numbers, finite, and variances are never negative."""
+    if array.dtype.kind != "f":
+        return f"{name} has dtype {array.dtype}, not a floating point type"
+    if not np.isfinite(array).all():
+        return f"{name} holds {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} infinite values"
+    if name.endswith(("running_var", "moving_variance")) and (array < 0).any():
+        return f"{name} holds {int((array < 0).sum())} negative variances"
+    return None
+
+
+def _refuse(who: str, path, problems: list[str]) -> None:
+    """ValueError naming the file and (a few of) the problems, unless there are none."""
+    if problems:
+        raise ValueError(f"{who}: {os.fspath(path)!r}: nothing was loaded; {listing('problems', problems)}")
 
 
 def load(model, path) -> None:
     """Load weights written by ``save`` into `model` (``allow_pickle=False``), exactly.
 
-    Raises FileNotFoundError for a missing file, ValueError for a file that is not such an
-    archive or whose names, shapes or dtypes do not fit the model; the model is then unchanged.
+    Raises FileNotFoundError for a missing file, ValueError for a file that is not such an archive, whose
+    architecture differs from the model's, whose names, shapes or dtypes do not fit the model, or whose values
+    break the loaders' policy (``_bad_values``); the model is then unchanged. Files written before the
+    architecture was stored load with the checks of names, shapes and dtypes only.
     """
-    _check_model(model, "tinyxception.load")
+    check_module(model, "tinyxception.load")
     path = _existing(path, "tinyxception.load")
     try:
         with open(path, "rb") as file:  # ours to close, also when numpy fails half-way through a damaged file
@@ -81,10 +182,19 @@ def load(model, path) -> None:
             if not hasattr(archive, "files"):
                 raise ValueError("it holds a single array, not a state dict")
             state = {name: archive[name] for name in archive.files}
-    except Exception as err:  # whatever a damaged archive makes numpy, zipfile or zlib raise
+            stored = json.loads(str(state.pop(ARCHITECTURE_KEY))) if ARCHITECTURE_KEY in state else None
+    except Exception as err:  # whatever a damaged archive makes numpy, zipfile, zlib or json raise
         raise ValueError(f"tinyxception.load: {path!r} is not a weight file written by tinyxception.save: {err}") \
             from err
-    model.load_state_dict(state)
+    ours = architecture(model)
+    differ = [f"{key}: file {stored.get(key)!r}, model {ours.get(key)!r}" for key in sorted(stored.keys() | ours)
+              if stored.get(key) != ours.get(key)] if stored and ours else []
+    _refuse("tinyxception.load", path, [f"the file's architecture differs ({', '.join(differ)})"] if differ else
+            [problem for name, array in state.items() if (problem := _bad_values(name, array))])
+    try:
+        model.load_state_dict(state)
+    except ValueError as err:
+        raise ValueError(f"tinyxception.load: {path!r}: {err}") from err
 
 
 # --- Keras -----------------------------------------------------------------------------
@@ -233,11 +343,8 @@ def load_keras_weights(model, path) -> None:
             unnamed[_shortcut_kind(weights)].append((layer, weights))
         else:
             unexpected.append(layer)
-    problems = []
-    if named:
-        problems.append(f"layers of the model not in the file: {', '.join(named)}")
-    if unexpected:
-        problems.append(f"layers of the file the model has no place for: {', '.join(unexpected)}")
+    problems = [listing(title, names) for title, names in (("layers of the model not in the file", list(named)),
+                ("layers of the file the model has no place for", unexpected)) if names]
     for kind, ours in (("conv", shortcuts), ("bn", shortcut_bns)):
         theirs = unnamed[kind]
         if len(theirs) != len(ours):
@@ -252,16 +359,19 @@ def load_keras_weights(model, path) -> None:
             continue
         for keras_weight, (ours, convert) in layout.items():
             name, array = f"{our_path}.{ours}", weights[keras_weight]
+            bad = _bad_values(f"{keras_name}/{keras_weight}", array)
+            if bad is not None:
+                problems.append(bad)
+                continue
             try:
                 state[name] = convert(array).astype(dtypes[name])
             except ValueError:  # a transpose of an array with the wrong number of axes
                 problems.append(f"{keras_name}/{keras_weight}: an array of shape {array.shape} cannot be {name}")
-    if problems:
-        raise ValueError(f"load_keras_weights: {path}: nothing was loaded:\n  " + "\n  ".join(problems))
+    _refuse("load_keras_weights", path, problems)
     try:
         model.load_state_dict(state)
     except ValueError as err:
-        raise ValueError(f"load_keras_weights: {path}: the file's weights do not fit this model "
+        raise ValueError(f"load_keras_weights: {path!r}: the file's weights do not fit this model "
                          f"(built with other options?): {err}") from err
 
 

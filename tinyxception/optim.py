@@ -14,16 +14,27 @@ float32: the hyper-parameters are Python floats, which NumPy and CuPy treat as
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Iterable
 
 from . import backend
+from .autograd import Tensor
+from .checks import check_int, check_number
+from .nn import Module
+from .nn.module import listing
 
 
-def _parameter_list(params_or_model) -> list:
-    """The parameters of a Module, or the given iterable of parameters, as a list."""
-    params = params_or_model.parameters() if hasattr(params_or_model, "parameters") else params_or_model
-    params = list(params)
+def _parameter_list(params_or_model, who: str) -> list:
+    """The parameters of a Module, or the given Tensors that require grad, as a list; else a TypeError (or a
+    ValueError for none at all) starting with `who`."""
+    params = params_or_model.parameters() if isinstance(params_or_model, Module) else params_or_model
+    params = list(params) if isinstance(params, Iterable) and not isinstance(params, str) else [params]
+    wrong = [type(p).__name__ for p in params if not (isinstance(p, Tensor) and p.requires_grad)]
+    if wrong:
+        raise TypeError(f"{who}: expected a Module or its parameters (Tensors that require grad, e.g. "
+                        f"model.parameters()), got {listing('other values', wrong)}")
     if not params:
-        raise ValueError("the optimiser got an empty parameter list")
+        raise ValueError(f"{who}: got an empty parameter list")
     return params
 
 
@@ -36,10 +47,9 @@ class Optimizer:
     """
 
     def __init__(self, params, lr: float):
-        if lr <= 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.params = _parameter_list(params)
-        self.lr = float(lr)
+        who = type(self).__name__
+        self.lr = check_number(lr, f"{who}: lr (the learning rate)", 0, math.inf, "()")
+        self.params = _parameter_list(params, who)
         self.state = [{} for _ in self.params]
 
     def zero_grad(self) -> None:
@@ -76,9 +86,11 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__(params, lr)
+        self.momentum = check_number(momentum, "SGD: momentum", 0, math.inf, "[)")
+        self.weight_decay = check_number(weight_decay, "SGD: weight_decay", 0, math.inf, "[)")
         if nesterov and momentum <= 0:
-            raise ValueError(f"nesterov momentum needs momentum > 0, got momentum={momentum}")
-        self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
+            raise ValueError(f"SGD: nesterov momentum needs momentum > 0, got momentum={momentum}")
+        self.nesterov = bool(nesterov)
 
     def update(self, p, g, state):
         if self.weight_decay:
@@ -111,10 +123,10 @@ class RMSProp(Optimizer):
     def __init__(self, params, lr: float, decay: float = 0.9, momentum: float = 0.9, eps: float = 1.0,
                  initial_ms: float = 1.0):
         super().__init__(params, lr)
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.decay, self.momentum = float(decay), float(momentum)
-        self.eps, self.initial_ms = float(eps), float(initial_ms)
+        self.decay = check_number(decay, "RMSProp: decay", 0, 1, "[)")
+        self.momentum, self.eps, self.initial_ms = (check_number(value, f"RMSProp: {name}", 0, math.inf, "[)")
+                                                    for name, value in
+                                                    (("momentum", momentum), ("eps", eps), ("initial_ms", initial_ms)))
 
     def update(self, p, g, state):
         xp = backend.array_module(p)
@@ -141,13 +153,13 @@ class StepDecay:
     units = ("epoch", "step")
 
     def __init__(self, optimizer: Optimizer, factor: float = 0.94, every: int = 2, unit: str = "epoch"):
-        if not 0.0 < factor <= 1.0:
-            raise ValueError(f"factor must be in (0, 1], got {factor}")
-        if every < 1:
-            raise ValueError(f"every must be a positive number of {unit}s, got {every}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"StepDecay: optimizer must be an Optimizer such as SGD, got {type(optimizer).__name__}")
+        self.factor = check_number(factor, "StepDecay: factor", 0, 1, "(]")
+        check_int(every, "StepDecay: every")
         if unit not in self.units:
-            raise ValueError(f"unit must be one of {self.units}, got {unit!r}")
-        self.optimizer, self.factor, self.every, self.unit = optimizer, float(factor), int(every), unit
+            raise ValueError(f"StepDecay: unit must be one of {self.units}, got {unit!r}")
+        self.optimizer, self.every, self.unit = optimizer, int(every), unit
         self.base_lr = optimizer.lr
         self.count = 0
 
@@ -180,10 +192,9 @@ class ExponentialMovingAverage:
     """
 
     def __init__(self, params_or_model, decay: float = 0.9999, warmup: bool = True):
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.params = _parameter_list(params_or_model)
-        self.decay, self.warmup = float(decay), bool(warmup)
+        self.decay = check_number(decay, "ExponentialMovingAverage: decay", 0, 1, "[)")
+        self.params = _parameter_list(params_or_model, "ExponentialMovingAverage")
+        self.warmup = bool(warmup)
         self.shadow = [p.data.copy() for p in self.params]
         self.num_updates = 0
         self._backup = None
@@ -205,7 +216,7 @@ class ExponentialMovingAverage:
         """Copy the averages into the parameters (of ``model``, default the tracked ones), keeping a backup."""
         if self._backup is not None:
             raise RuntimeError("averaged weights are already applied; call restore() first")
-        params = self.params if model is None else _parameter_list(model)
+        params = self.params if model is None else _parameter_list(model, "ExponentialMovingAverage.apply_to")
         shapes = [tuple(p.data.shape) for p in params]
         if shapes != [tuple(s.shape) for s in self.shadow]:
             raise ValueError(f"the model's parameters do not match the averaged ones: {len(params)} parameters "

@@ -15,7 +15,9 @@ import dataclasses
 
 from . import backend
 from .autograd import no_grad
+from .checks import is_int
 from .nn import Conv2d, SeparableConv2d, forward_hook
+from .nn.module import check_module
 
 np = backend.cpu_module()
 
@@ -65,11 +67,13 @@ class Summary:
 
 def count_parameters(model) -> int:
     """The number of trainable numbers: the sum of the sizes of all Parameters (each counted once)."""
+    check_module(model, "count_parameters")
     return sum(p.size for p in model.parameters())
 
 
 def count_buffers(model) -> int:
     """The number of non-trained numbers kept in the state (BatchNorm running mean and variance)."""
+    check_module(model, "count_buffers")
     return sum(int(array.size) for _, array in model.named_buffers())
 
 
@@ -80,6 +84,8 @@ def count_conv_layers(model) -> tuple[int, int]:
     separable convolution on the main path of a block; the 1x1 shortcut convolutions are not
     counted, and a separable conv (depthwise + pointwise) counts as one layer.
     """
+    if not hasattr(model, "blocks"):
+        raise TypeError(f"count_conv_layers: model must be a tx.Xception, got {type(model).__name__}")
     blocks = model.blocks()
     convs = sum(1 for _, block in blocks for name, layer in block.named_children()
                 if isinstance(layer, (Conv2d, SeparableConv2d)) and name != "shortcut")
@@ -94,6 +100,9 @@ def summary(model, input_shape=(3, 299, 299), print_fn=print) -> Summary:
     mode without gradients and is left as it was. The table is passed to ``print_fn``
     (None: do not print) and returned as a ``Summary``.
     """
+    check_module(model, "summary")
+    if not (isinstance(input_shape, (tuple, list)) and all(is_int(n) for n in input_shape)):
+        raise ValueError(f"summary: input_shape must be a tuple of positive ints (C, H, W), got {input_shape!r}")
     names = {id(module): name for name, module in model.named_modules()}
     recorded = {}
 

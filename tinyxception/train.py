@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
 import sys
 import time
 
@@ -25,10 +26,11 @@ from . import backend
 from . import functional as F
 from .autograd import no_grad
 from .data import DATASETS, batches, import_extra, load_dataset, train_val_split
-from .checks import check_number
-from .io import save
+from .checks import check_int, check_number
+from .io import save, target_path
 from .models.xception import SMALL_BN_MOMENTUM as SHORT_RUN_BN_MOMENTUM, Xception
-from .optim import SGD, ExponentialMovingAverage, RMSProp, StepDecay
+from .nn.module import check_module
+from .optim import SGD, ExponentialMovingAverage, Optimizer, RMSProp, StepDecay
 
 np = backend.cpu_module()
 
@@ -100,11 +102,24 @@ def _batch(model, xb, yb, device):
     return F.cross_entropy(logits, labels), correct
 
 
+def _samples(data, who: str):
+    """data as (x, y) with at least one sample and one label per sample, else a TypeError or ValueError."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(map(backend.is_array, data))):
+        raise TypeError(f"{who} must be a pair (x, y) of arrays, got {type(data).__name__}")
+    if len(data[0]) == 0 or len(data[0]) != len(data[1]):
+        raise ValueError(f"{who} needs at least one sample and one label per sample, got {len(data[0])} samples "
+                         f"and {len(data[1])} labels")
+    return data
+
+
 def evaluate(model, x, y, batch_size: int = 256):
     """``(mean loss, accuracy)`` of the model on ``x, y`` in eval mode, without recording a graph.
 
     The model's train/eval mode is restored afterwards.
     """
+    check_module(model, "evaluate")
+    _samples((x, y), "evaluate: (x, y)")
+    check_int(batch_size, "evaluate: batch_size")
     was_training, device, meter = model.training, _device_of(model), _Meter()
     model.eval()
     try:
@@ -140,10 +155,22 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
     the checkpoint use the averaged weights (the paper evaluates that way).
     ``checkpoint`` is a path that ``tx.save`` overwrites after each epoch.
     The model is moved to ``device`` first; make ``ema`` after moving it (its
-    averages live where the weights were), as ``setup_training`` does. With ``progress`` a tqdm bar shows the running loss and accuracy and one
-    line per epoch is printed. Returns the per-epoch ``History``.
+    averages live where the weights were), as ``setup_training`` does. With ``progress`` a tqdm bar shows the
+    running loss and accuracy and one line per epoch is printed. Returns the per-epoch ``History``.
+    Every argument (and the checkpoint's folder) is checked before anything trains: ValueError or TypeError.
     """
-    x_train, y_train = train_data
+    check_module(model, "fit")
+    x_train, y_train = _samples(train_data, "fit: train_data")
+    _samples(val_data, "fit: val_data")
+    check_int(epochs, "fit: epochs")
+    check_int(batch_size, "fit: batch_size")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"fit: optimizer must be an Optimizer such as tx.optim.SGD(model.parameters(), lr=0.05), "
+                        f"got {type(optimizer).__name__}")
+    if not (seed is None or isinstance(seed, np.random.Generator)):
+        check_int(seed, "fit: seed (an int, a NumPy Generator or None)", 0)
+    if checkpoint is not None:
+        target_path(checkpoint, "fit: checkpoint")
     if len(x_train) < batch_size:
         raise ValueError(f"the training set ({len(x_train)} samples) is smaller than one batch ({batch_size})")
     model.to(backend.check_device(device))
@@ -195,6 +222,8 @@ def style_epoch_axes(ax, ylabel: str) -> None:
 
 def plot_history(history: History, path, title: str | None = None) -> None:
     """Save loss and accuracy curves (train and validation per epoch) to an image file (extra ``plot``)."""
+    if not isinstance(history, History):
+        raise TypeError(f"plot_history: history must be the History that fit returns, got {type(history).__name__}")
     figure_module = import_extra("matplotlib.figure", "plot", "plotting")
     fig = figure_module.Figure(figsize=(10, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -290,13 +319,18 @@ def prepare_data(dataset, val_fraction: float = 0.2, seed=0):
 
 
 def data_from_args(args, command: str):
-    """Check the device and the plot extra, then load ``(x, y)``; on failure print one line and return None."""
+    """Check the device, the plot extra and the files to write (a ``--plot`` without an extension gets ".png",
+    as matplotlib would add), then load ``(x, y)``; on failure print one line and return None."""
     try:
         backend.check_device(args.device)
         if args.plot:
             import_extra("matplotlib.figure", "plot", "--plot")
+            args.plot += "" if os.path.splitext(args.plot)[1] else ".png"
+        for option in ("plot", "checkpoint"):
+            if getattr(args, option, None):
+                target_path(getattr(args, option), f"--{option}")
         return load_dataset(args.dataset)
-    except (ImportError, ValueError, RuntimeError) as err:
+    except (ImportError, ValueError, RuntimeError, OSError) as err:
         print(f"tinyxception {command}: error: {err}", file=sys.stderr)
         return None
 
@@ -309,6 +343,8 @@ def setup_training(model, device: str = "cpu", optimizer: str = "sgd", lr: float
     and the averages an ``ExponentialMovingAverage`` of decay ``ema`` (None when
     ``ema`` is 0 or None). Moving first puts the averages on the model's device.
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"setup_training: optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     model.to(device)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr)
     averages = ExponentialMovingAverage(model, decay=ema) if ema else None

@@ -60,7 +60,8 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
     ``running_mean`` and ``running_var`` (arrays, or Tensors whose ``.data`` is used) IN PLACE:
     ``running = (1 - momentum) * running + momentum * batch_stat``, where the variance that enters
     the running average is the unbiased one (times M / (M - 1), M = N*H*W), as in PyTorch.
-    ``training=False`` uses the running statistics, folded into ``y = x * scale + shift``.
+    ``training=False`` uses the running statistics, folded into ``y = x * scale + shift``. Training refuses
+    float16 (TypeError): its sums overflow and would write NaN into the running statistics.
     Gradients flow to x, gamma and beta in both modes; the running statistics get none.
     """
     op = "batch_norm"
@@ -89,6 +90,9 @@ def normalize(x, gamma, beta, running_mean, running_var, training: bool, momentu
     if not training:
         return BatchNormInferenceFunction.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
                                                 eps=eps)
+    if x.dtype.itemsize < 4:  # float16 sums of M values (and of their squares) overflow at 65504
+        raise TypeError(f"batch_norm: training in {x.dtype} would overflow the per-channel sums of the batch "
+                        "statistics; train in float32 (model.astype('float32')), evaluation in float16 works")
     if x.size < 2 * x.shape[1]:
         raise ValueError(f"batch_norm: training needs more than one value per channel, got x of shape {x.shape}")
     return BatchNormTrainingFunction.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,

@@ -23,6 +23,7 @@ from .. import backend
 from ..autograd import Tensor
 from ..checks import check_int, check_number, expect_channels, image_batch
 from ..checks import check_padding, window_geometry
+from ..memory import check_memory
 from ..nn import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear, MaxPool2d, Module, ReLU,
                   SeparableConv2d, Sequential, init)
 
@@ -299,7 +300,8 @@ class Xception(Module):
 
     # --- forward ---------------------------------------------------------------
     def check_input(self, x) -> None:
-        """Raise a clear TypeError/ValueError unless x is a float (N, in_channels, H, W) batch this model can take."""
+        """Raise a clear TypeError/ValueError unless x is a float (N, in_channels, H, W) batch this model can take,
+        and a MemoryError when its activations clearly cannot fit in memory (``tinyxception.memory``)."""
         if not isinstance(x, Tensor) and not backend.is_array(x):
             raise TypeError(f"Xception: input must be a numpy/cupy array or a Tensor, got {type(x).__name__}")
         x = image_batch(x, "Xception")
@@ -318,6 +320,7 @@ class Xception(Module):
         if x.device != weight.device:
             raise ValueError(f"Xception: input is on {x.device} but the model is on {weight.device}; "
                              f"move the input with tx.tensor(x, device='{weight.device}')")
+        check_memory(self, x)  # last: the estimate needs a valid geometry
 
     def forward(self, x):
         """Logits (N, num_classes); without the top, pooled features (N, C) or the feature map (N, C, H, W)."""

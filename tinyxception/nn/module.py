@@ -42,9 +42,20 @@ class Parameter(Tensor):
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, device={self.device!r})"
 
 
-def _listing(title: str, items: list[str]) -> str:
-    """'title (3): a, b, c'."""
-    return f"{title} ({len(items)}): {', '.join(items)}"
+LISTED = 2
+"""How many items an error message lists before it says how many more there are (a message stays a few lines)."""
+
+
+def listing(title: str, items: list[str]) -> str:
+    """'title (2): a, b', or 'title (40): a, b and 38 more' for a long list."""
+    more = f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
+    return f"{title} ({len(items)}): {', '.join(items[:LISTED])}{more}"
+
+
+def check_module(model, who: str) -> None:
+    """TypeError unless model is a Module (something with parameters and a state dict), e.g. tx.Xception()."""
+    if not isinstance(model, Module):
+        raise TypeError(f"{who}: model must be a tinyxception Module such as tx.Xception(), got {type(model).__name__}")
 
 
 class Module:
@@ -211,10 +222,11 @@ class Module:
             if not hasattr(value, "shape") or not hasattr(value, "dtype"):
                 mismatched.append(f"{name} (expected an array, got {type(value).__name__})")
             elif tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
-                mismatched.append(f"{name} (expected {tuple(target.shape)} {target.dtype}, "
-                                  f"got {tuple(value.shape)} {value.dtype})")
+                dtypes = ("", "") if value.dtype == target.dtype else (f" {target.dtype}", f" {value.dtype}")
+                mismatched.append(f"{name} (expected {tuple(target.shape)}{dtypes[0]}, "
+                                  f"got {tuple(value.shape)}{dtypes[1]})")
         if missing or unexpected or mismatched:
-            problems = [_listing(title, items) for title, items in
+            problems = [listing(title, items) for title, items in
                         (("missing keys", missing), ("unexpected keys", unexpected),
                          ("shape/dtype mismatches", mismatched)) if items]
             raise ValueError(f"{type(self).__name__}.load_state_dict refused, nothing was changed:\n  "
