@@ -19,6 +19,7 @@ with ``pip install 'tinyxception[distributed]'`` (mpi4py and the ``mpich`` wheel
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -173,10 +174,8 @@ class _SyncBatchNorm(Function):
         centred = x - mean.reshape(shape)
         var = _allreduce_sum(sums(centred * centred)) / m
         inv_std = 1 / xp.sqrt(var + eps)
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += (momentum * m / (m - 1)) * var  # the unbiased variance of the global batch
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        running_var[...] = (1 - momentum) * running_var + (momentum * m / (m - 1)) * var  # unbiased, global M
         self.xhat, self.m, self.sums = centred * inv_std.reshape(shape), m, sums
         self.scale, self.shape = (gamma * inv_std).reshape(shape), shape
         return self.xhat * gamma.reshape(shape) + beta.reshape(shape)
@@ -293,36 +292,29 @@ class AsyncOptimizer(_Wrapper):
                 p.data[...] = final.data
 
 
-class ParallelRun:
+class ParallelRun(contextlib.AbstractContextManager):
     """What ``python -m tinyxception train --parallel sync|async`` changes, on this rank (a context manager).
 
     One update always takes ``batch_size`` images and one epoch the same number of updates as alone:
     ``sync`` splits each batch over the workers (sync BatchNorm and DistributedOptimizer: the very steps
     of one process, on N workers); ``async`` gives each worker whole batches from its shard of the epoch.
-    Alone (size 1) it prints a note and changes nothing; with ``mode=None`` it is silent. A rank that raises aborts the whole job
-    (``MPI_Abort``) instead of leaving the others waiting for it.
+    Alone (size 1) it prints a note and changes nothing; with ``mode=None`` it is silent. A rank that raises
+    aborts the whole job (``MPI_Abort``) instead of leaving the others waiting for it.
     """
 
     def __init__(self, mode: str | None, model, optimizer, batch_size: int):
         self.mode, self.optimizer, self.batch_size, self.global_batch = mode, optimizer, batch_size, batch_size
         self.rank, self.size = world() if mode else (0, 1)
-        if self.size == 1:
-            if mode:
-                print(f"--parallel {mode}: one process (start many with: mpiexec -n 2 python -m tinyxception "
-                      f"train --parallel {mode}); training as usual")
-            return
-        if mode == "sync":
-            if batch_size % self.size:
-                raise ValueError(f"--parallel sync splits each batch over the workers: --batch-size {batch_size} "
-                                 f"is not a multiple of {self.size}")
-            broadcast_parameters(convert_sync_batchnorm(model))
-            self.optimizer, self.batch_size = DistributedOptimizer(optimizer), batch_size // self.size
-        else:
-            broadcast_parameters(model)
-            self.optimizer = AsyncOptimizer(optimizer)
-
-    def __enter__(self):
-        return self
+        if mode and self.size == 1:
+            print(f"--parallel {mode}: one process (start many with: mpiexec -n 2 python -m tinyxception "
+                  f"train --parallel {mode}); training as usual")
+        elif self.size > 1 and mode == "sync" and batch_size % self.size:
+            raise ValueError(f"--parallel sync splits each batch over the workers: --batch-size {batch_size} "
+                             f"is not a multiple of {self.size}")
+        elif self.size > 1:
+            broadcast_parameters(convert_sync_batchnorm(model) if mode == "sync" else model)
+            self.optimizer, self.batch_size = ((DistributedOptimizer(optimizer), batch_size // self.size)
+                                               if mode == "sync" else (AsyncOptimizer(optimizer), batch_size))
 
     def __exit__(self, kind, error, trace):
         if error is not None and self.size > 1:
@@ -333,8 +325,7 @@ class ParallelRun:
 
     def summary(self) -> str:
         """The run's workers, global batch and (async) staleness, for the closing line; "" alone."""
-        if self.size == 1:
-            return ""
-        text = f"; {self.size} workers, {self.mode} SGD, global batch {self.global_batch}"
         staleness = getattr(self.optimizer, "staleness", None)
-        return text + (f", staleness mean {np.mean(staleness):.2f} max {max(staleness)}" if staleness else "")
+        return "" if self.size == 1 else (f"; {self.size} workers, {self.mode} SGD, global batch {self.global_batch}"
+                                          + (f", staleness mean {np.mean(staleness):.2f} max {max(staleness)}"
+                                             if staleness else ""))

@@ -147,8 +147,8 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
     """
     x_train, y_train = train_data
     if len(x_train) // shard[1] < batch_size:
-        raise ValueError(f"the training set ({len(x_train)} samples, {shard[1]} shard(s)) is smaller than one batch "
-                         f"({batch_size}) per shard")
+        raise ValueError(f"the training set ({len(x_train)} samples / {shard[1]} shard(s)) is smaller than one "
+                         f"batch ({batch_size})")
     model.to(backend.check_device(device))
     rng = np.random.default_rng(seed)
     steps = len(x_train) // shard[1] // batch_size
