@@ -41,7 +41,9 @@ BUCKET_BYTES = 4 * 2**20
 # Asynchronous messages are awaited by testing every millisecond and sleeping in between: MPICH's blocking
 # receive spins on a core, which on a 2-core machine would take the core a worker needs.
 POLL_S = 1e-3
-GRADIENT, WEIGHTS, DONE = 1, 2, 3  # message tags between workers and the parameter server
+# Message tags: to the server (a gradient and the learning rate, or an empty "done"), and back (the weights). The
+# server thread of rank 0 receives only GRADIENT, never the weights it sends rank 0's own worker.
+GRADIENT, WEIGHTS = 1, 2
 
 
 def _mpi():
@@ -249,15 +251,15 @@ class AsyncOptimizer(_Wrapper):
             self.thread.start()
 
     def _serve(self, workers: int) -> None:
-        """The server's loop, until every worker has sent DONE."""
+        """The server's loop, until every worker has sent an empty message (done)."""
         mpi, params = _mpi(), self.server.params
         comm, status = mpi.COMM_WORLD, mpi.Status()
         message, read_at, done = np.empty(sum(p.size for p in params) + 1, params[0].dtype), [0] * workers, 0
         try:
             while done < workers:
-                _wait(comm.Irecv(message, source=mpi.ANY_SOURCE, tag=mpi.ANY_TAG), status)
+                _wait(comm.Irecv(message, source=mpi.ANY_SOURCE, tag=GRADIENT), status)
                 worker = status.Get_source()
-                if status.Get_tag() == DONE:
+                if status.Get_count() == 0:
                     done += 1
                     continue
                 self.staleness.append(len(self.staleness) - read_at[worker])  # updates since it read
@@ -271,12 +273,13 @@ class AsyncOptimizer(_Wrapper):
             traceback.print_exc()
             comm.Abort(1)
 
-    def _send(self, values, tag: int) -> None:
-        _wait(_mpi().COMM_WORLD.Isend(np.ascontiguousarray(values, dtype=self.params[0].dtype), dest=0, tag=tag))
+    def _send(self, values) -> None:
+        message = np.ascontiguousarray(values, dtype=self.params[0].dtype)
+        _wait(_mpi().COMM_WORLD.Isend(message, dest=0, tag=GRADIENT))
 
     def step(self) -> None:
         """Send the gradient and the learning rate to the server; wait for its newest weights and load them."""
-        self._send(np.append(_flat(_gradients(self.params)), self.lr), GRADIENT)
+        self._send(np.append(_flat(_gradients(self.params)), self.lr))
         fresh = np.empty(sum(p.size for p in self.params), self.params[0].dtype)
         _wait(_mpi().COMM_WORLD.Irecv(fresh, source=0, tag=WEIGHTS))
         for p, weights in zip(self.params, _pieces(fresh, self.params)):
@@ -285,7 +288,7 @@ class AsyncOptimizer(_Wrapper):
     def close(self) -> None:
         """Tell the server this worker is done; rank 0 then waits for every worker and loads the server's
         final weights into the model."""
-        self._send(np.zeros(1), DONE)
+        self._send(np.zeros(0))
         if self.server is not None:
             self.thread.join()
             for p, final in zip(self.params, self.server.params):
