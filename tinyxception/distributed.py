@@ -11,7 +11,7 @@ of each epoch (``data.batches(..., shard=(rank, size))``).
 * Asynchronous SGD (the paper's JFT runs): ``AsyncOptimizer`` sends each gradient to a parameter server
   (a thread of rank 0, so with ``mpiexec -n 2`` both ranks compute) that applies it at once and sends
   back its newest weights. No rank waits for another; the price is staleness: a gradient was computed
-  on weights that other workers' updates have changed since (``ParameterServer.staleness``).
+  on weights that other workers' updates have changed since (``AsyncOptimizer.staleness``).
 
 Arrays travel through host memory as NumPy buffers; CuPy arrays are staged through the host
 (docs/distributed.md shows CUDA-aware MPI, which takes device buffers directly). Install the runtime
