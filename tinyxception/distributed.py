@@ -1,21 +1,10 @@
-"""Data-parallel training over MPI (mpi4py), the two ways the paper trained Xception on 60 GPUs.
+"""Data-parallel training over MPI (mpi4py + the ``mpich`` wheel), the two ways the paper trained Xception.
 
-Every rank (one process started by ``mpiexec``) holds a full copy of the model and trains on its own shard
-of each epoch (``data.batches(..., shard=(rank, size))``).
-
-* Synchronous SGD (the paper's ImageNet runs): ``DistributedOptimizer`` averages the gradients over all
-  ranks before every step. Each rank's loss is the mean over its B/N images, so the mean of the N
-  per-rank gradients is the gradient of the mean loss over all B images: one step on N ranks is one step
-  on the global batch, and every rank stays identical. BatchNorm breaks this unless its batch statistics
-  are over the global batch too: ``convert_sync_batchnorm``.
-* Asynchronous SGD (the paper's JFT runs): ``AsyncOptimizer`` sends each gradient to a parameter server
-  (a thread of rank 0, so with ``mpiexec -n 2`` both ranks compute) that applies it at once and sends
-  back its newest weights. No rank waits for another; the price is staleness: a gradient was computed
-  on weights that other workers' updates have changed since (``AsyncOptimizer.staleness``).
-
-Arrays travel through host memory as NumPy buffers; CuPy arrays are staged through the host
-(docs/distributed.md shows CUDA-aware MPI, which takes device buffers directly). Install the runtime
-with ``pip install 'tinyxception[distributed]'`` (mpi4py and the ``mpich`` wheel, which brings ``mpiexec``).
+Every rank (one ``mpiexec`` process) holds the whole model and trains on its shard of each epoch. Synchronous
+SGD (ImageNet): ``DistributedOptimizer`` averages the gradients and ``convert_sync_batchnorm`` gives BatchNorm the
+global batch's statistics, so N ranks on B/N images take one process's step on B. Asynchronous SGD (JFT):
+``AsyncOptimizer`` sends each gradient to a parameter-server thread on rank 0 and gets its newest weights back;
+nobody waits, gradients are stale. Arrays travel as NumPy buffers (CuPy via the host). See docs/distributed.md.
 """
 from __future__ import annotations
 
@@ -38,11 +27,9 @@ np = backend.cpu_module()
 # Gradients are averaged in buckets of at most this many bytes (4 MiB): the paper network's 91 MB of float32
 # gradients take 34 Allreduce calls instead of 156 (one per tensor); Xception.small's 0.19 M take one.
 BUCKET_BYTES = 4 * 2**20
-# Asynchronous messages are awaited by testing every millisecond and sleeping in between: MPICH's blocking
-# receive spins on a core, which on a 2-core machine would take the core a worker needs.
+# Async messages are tested every millisecond, sleeping between: MPICH's blocking receive spins on a core.
 POLL_S = 1e-3
-# Message tags: to the server (a gradient and the learning rate, or an empty "done"), and back (the weights). The
-# server thread of rank 0 receives only GRADIENT, never the weights it sends rank 0's own worker.
+# Tags: to the server (gradient + lr, or empty: done) and back (weights); the server never receives WEIGHTS.
 GRADIENT, WEIGHTS = 1, 2
 
 
@@ -52,10 +39,8 @@ def _mpi():
 
 
 def world() -> tuple[int, int]:
-    """``(rank, size)`` of this process: its number among the ``mpiexec`` processes and how many there are.
-
-    ``(0, 1)`` for a process started without ``mpiexec`` or without mpi4py, so one script runs either way.
-    """
+    """``(rank, size)``: this process's number among the ``mpiexec`` processes, and their count; ``(0, 1)``
+    alone or without mpi4py, so one script runs either way."""
     try:
         comm = _mpi().COMM_WORLD
     except ImportError:
@@ -64,10 +49,7 @@ def world() -> tuple[int, int]:
 
 
 def mpiexec_command(processes: int, *command: str) -> list[str]:
-    """``[mpiexec, -n, N, *command]`` for ``subprocess``; a RuntimeError with the install line without mpiexec.
-
-    The ``mpich`` wheel puts ``mpiexec`` beside the Python of the virtual environment; else it is looked up on PATH.
-    """
+    """``[mpiexec, -n, N, *command]``, the mpiexec beside this Python (the wheel's) or on PATH; else a RuntimeError."""
     found = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     if found is None:
         raise RuntimeError(f"mpiexec was not found beside {sys.executable} or on PATH: "
@@ -110,10 +92,9 @@ def broadcast_parameters(model, root: int = 0) -> None:
 
 
 def buckets(params, bucket_bytes: int = BUCKET_BYTES) -> list[list]:
-    """Split the parameters, in their order, into consecutive groups of at most ``bucket_bytes`` each.
+    """Consecutive groups of the parameters, in order, of at most ``bucket_bytes`` each (or one larger parameter).
 
-    A parameter larger than a bucket gets a bucket of its own. Every rank builds the same buckets, and each
-    bucket is one flat buffer in one Allreduce: fewer, larger messages than one per tensor.
+    Each bucket is one flat buffer in one Allreduce: fewer, larger messages than one per tensor.
     """
     groups = [[]]
     for p in params:
@@ -136,9 +117,9 @@ class _Wrapper:
 class DistributedOptimizer(_Wrapper):
     """Synchronous data-parallel SGD: ``step()`` averages every gradient over all ranks, then steps ``optimizer``.
 
-    The gradients are averaged bucket by bucket (see ``buckets``): flattened into one host buffer, summed over
-    the ranks with one Allreduce, divided by the number of ranks and cut back into the parameters' gradients.
-    Start every rank from the same weights (``broadcast_parameters``) and they stay equal.
+    Bucket by bucket (``buckets``): flattened into one host buffer, summed over the ranks by one Allreduce,
+    divided by the number of ranks, cut back into the gradients. Ranks that start equal
+    (``broadcast_parameters``) stay equal.
     """
 
     def __init__(self, optimizer, bucket_bytes: int = BUCKET_BYTES):
@@ -160,12 +141,11 @@ class DistributedOptimizer(_Wrapper):
 
 
 class _SyncBatchNorm(Function):
-    """Training-mode batch norm over the global batch, with the formulas of functional/norm.py.
+    """Training-mode batch norm over the global batch (M values per channel), the formulas of functional/norm.py.
 
-    Forward, per channel, M = the global count: mean = sum over ranks of sum(x) / M, then (second pass, as
-    the local batch norm) var = sum over ranks of sum((x - mean)^2) / M. Backward: dL/dx needs sum(g) and
-    sum(g * xhat) over the whole batch, summed over the ranks too; dgamma = sum(g * xhat) and dbeta = sum(g)
-    stay this rank's own sums, because DistributedOptimizer averages them (and every other gradient) later.
+    Forward: mean = (sum over ranks of sum(x)) / M, then a second pass, var = (sum over ranks of sum((x-mean)^2)) / M.
+    Backward: dL/dx needs sum(g) and sum(g * xhat) over all ranks; dgamma and dbeta stay this rank's own sums
+    (DistributedOptimizer averages them with every other gradient).
     """
 
     def forward(self, x, gamma, beta, running_mean, running_var, momentum, eps):
@@ -191,12 +171,7 @@ class _SyncBatchNorm(Function):
 
 
 class SyncBatchNorm2d(BatchNorm2d):
-    """BatchNorm2d whose training-mode statistics are those of the global batch, over all ranks.
-
-    N ranks on B/N images each normalise with exactly the statistics of one batch of B, and update the
-    running statistics with them. Evaluation mode uses the running statistics, like BatchNorm2d. Every rank
-    must call it the same number of times (it communicates); ``convert_sync_batchnorm`` makes them.
-    """
+    """BatchNorm2d with the global batch's statistics in training (every rank calls it equally often)."""
 
     def forward(self, x):
         if not self.training:
@@ -209,11 +184,8 @@ class SyncBatchNorm2d(BatchNorm2d):
 
 
 def convert_sync_batchnorm(model):
-    """Turn every BatchNorm2d of ``model`` into a SyncBatchNorm2d, in place, and return the model.
-
-    Each layer keeps its parameters, buffers and settings (only its class changes), so an optimiser already
-    made over ``model.parameters()`` still updates the same tensors.
-    """
+    """Turn every BatchNorm2d of ``model`` into a SyncBatchNorm2d, in place (only the class changes: parameters,
+    buffers and an optimiser over them stay as they are); returns the model."""
     for module in model.modules():
         if type(module) is BatchNorm2d:
             module.__class__ = SyncBatchNorm2d
@@ -227,17 +199,12 @@ def _wait(request, status=None) -> None:
 
 
 class AsyncOptimizer(_Wrapper):
-    """Asynchronous SGD with a parameter server: every rank is a worker, and rank 0 also runs the server.
+    """Asynchronous SGD: ``step()`` sends this rank's gradient to the parameter server, loads the weights it returns.
 
-    ``step()`` sends this rank's gradient (and learning rate) to the server and loads the weights it sends
-    back. The server is a thread of rank 0 with its own copy of the weights and of the optimiser (same
-    class and settings, fresh state): it takes the gradients in the order they arrive from any worker
-    (``MPI.ANY_SOURCE``), applies each one at once with the learning rate its worker sent, and returns the
-    weights it has now to that worker. ``staleness`` (rank 0) records, for every applied gradient, how many
-    updates the server made between its worker reading the weights and the gradient arriving.
-
-    Make it after ``broadcast_parameters`` (the server starts from rank 0's weights) and call ``close()``
-    on every rank when training ends.
+    The server, a thread of rank 0 (so every rank is a worker), has its own copy of the weights and of the
+    optimiser (fresh state). It applies gradients as they arrive from ``MPI.ANY_SOURCE``, with the sender's
+    learning rate, and answers with its weights; ``staleness`` (rank 0) records, per gradient, the updates made
+    since its worker read the weights. Make it after ``broadcast_parameters``; ``close()`` on every rank at the end.
     """
 
     def __init__(self, optimizer):
@@ -286,8 +253,7 @@ class AsyncOptimizer(_Wrapper):
             p.data[...] = weights
 
     def close(self) -> None:
-        """Tell the server this worker is done; rank 0 then waits for every worker and loads the server's
-        final weights into the model."""
+        """Tell the server this worker is done; rank 0 then waits for all and loads the server's final weights."""
         self._send(np.zeros(0))
         if self.server is not None:
             self.thread.join()
@@ -296,13 +262,12 @@ class AsyncOptimizer(_Wrapper):
 
 
 class ParallelRun(contextlib.AbstractContextManager):
-    """What ``python -m tinyxception train --parallel sync|async`` changes, on this rank (a context manager).
+    """What ``train --parallel sync|async`` changes on this rank, as a context manager.
 
-    One update always takes ``batch_size`` images and one epoch the same number of updates as alone:
-    ``sync`` splits each batch over the workers (sync BatchNorm and DistributedOptimizer: the very steps
-    of one process, on N workers); ``async`` gives each worker whole batches from its shard of the epoch.
-    Alone (size 1) it prints a note and changes nothing; with ``mode=None`` it is silent. A rank that raises
-    aborts the whole job (``MPI_Abort``) instead of leaving the others waiting for it.
+    One update takes ``batch_size`` images and an epoch as many updates as alone: ``sync`` splits each batch over
+    the workers (with sync BatchNorm: one process's very steps), ``async`` gives each worker whole batches of its
+    shard. Alone it notes that and changes nothing (``mode=None``: silently). A rank that raises aborts the whole
+    job (``MPI_Abort``) instead of leaving the others waiting for it.
     """
 
     def __init__(self, mode: str | None, model, optimizer, batch_size: int):
