@@ -26,20 +26,26 @@ def import_extra(module: str, extra: str, purpose: str):
                           f"pip install 'tinyxception[{extra}]'") from err
 
 
-def batches(x, y, batch_size: int, shuffle: bool = True, seed=None, drop_last: bool = False):
+def batches(x, y, batch_size: int, shuffle: bool = True, seed=None, drop_last: bool = False, shard=(0, 1)):
     """Yield ``(x_batch, y_batch)`` pairs that visit every sample exactly once.
 
     With ``shuffle`` the order is a random permutation drawn from ``seed`` (an int
     gives the same order every time; pass one ``numpy.random.Generator`` across
     epochs to get a new order each epoch that is still reproducible). The last
-    batch may be smaller unless ``drop_last``.
+    batch may be smaller unless ``drop_last``. ``shard=(rank, size)`` keeps every
+    size-th sample of the order from position rank on, after dropping the last
+    ``len(x) % size``: with one seed, the ranks of a distributed run get disjoint
+    shards of the same order, of equal sizes.
     """
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    n = len(x)
-    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    if not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard}")
+    order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
+    order = order[:len(x) - len(x) % shard[1]][shard[0]::shard[1]]
+    n = len(order)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]

@@ -25,6 +25,7 @@ import time
 from . import backend
 from . import functional as F
 from .autograd import no_grad
+from . import distributed
 from .data import DATASETS, batches, import_extra, load_dataset, train_val_split
 from .checks import check_int, check_number
 from .io import save, target_path
@@ -145,7 +146,7 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 64, device: str = "cpu",
         schedule: StepDecay | None = None, ema: ExponentialMovingAverage | None = None, progress: bool = True,
-        checkpoint=None, seed=None) -> History:
+        checkpoint=None, seed=None, shard=(0, 1)) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data = (x, y)``, validating on ``val_data`` each epoch.
 
     Each epoch reshuffles the training set (reproducibly for a ``seed``) and
@@ -153,7 +154,8 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
     ``schedule`` is stepped after every epoch or every batch (its ``unit``);
     ``ema`` is updated after every optimiser step and, when given, validation and
     the checkpoint use the averaged weights (the paper evaluates that way).
-    ``checkpoint`` is a path that ``tx.save`` overwrites after each epoch.
+    ``checkpoint`` is a path that ``tx.save`` overwrites after each epoch. ``shard=(rank, size)``
+    trains on this rank's shard of every epoch (see ``data.batches``).
     The model is moved to ``device`` first; make ``ema`` after moving it (its
     averages live where the weights were), as ``setup_training`` does. With ``progress`` a tqdm bar shows the
     running loss and accuracy and one line per epoch is printed. Returns the per-epoch ``History``.
@@ -171,17 +173,18 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
         check_int(seed, "fit: seed (an int, a NumPy Generator or None)", 0)
     if checkpoint is not None:
         target_path(checkpoint, "fit: checkpoint")
-    if len(x_train) < batch_size:
-        raise ValueError(f"the training set ({len(x_train)} samples) is smaller than one batch ({batch_size})")
+    if len(x_train) // shard[1] < batch_size:
+        raise ValueError(f"the training set ({len(x_train)} samples / {shard[1]} shard(s)) is smaller than one "
+                         f"batch ({batch_size})")
     model.to(backend.check_device(device))
     rng = np.random.default_rng(seed)
-    steps = len(x_train) // batch_size
+    steps = len(x_train) // shard[1] // batch_size
     history = History()
     for epoch in range(1, epochs + 1):
         start, lr, meter = time.perf_counter(), optimizer.lr, _Meter()
         bar = _progress_bar(progress, steps, f"epoch {epoch}/{epochs}")
         model.train()
-        for xb, yb in batches(x_train, y_train, batch_size, seed=rng, drop_last=True):
+        for xb, yb in batches(x_train, y_train, batch_size, seed=rng, drop_last=True, shard=shard):
             loss, correct = _batch(model, xb, yb, device)
             optimizer.zero_grad()
             loss.backward()
@@ -309,6 +312,8 @@ def add_train_arguments(parser) -> None:
                         help="seeds the split, the shuffling and the model's weights")
     parser.add_argument("--plot", default=None, metavar="PNG", help="save loss/accuracy curves here (extra 'plot')")
     parser.add_argument("--checkpoint", default=None, metavar="NPZ", help="save the weights here after each epoch")
+    parser.add_argument("--parallel", default=None, choices=("sync", "async"),
+                        help="under mpiexec: synchronous or asynchronous SGD over the ranks (extra 'distributed')")
 
 
 def prepare_data(dataset, val_fraction: float = 0.2, seed=0):
@@ -329,6 +334,8 @@ def data_from_args(args, command: str):
         for option in ("plot", "checkpoint"):
             if getattr(args, option, None):
                 target_path(getattr(args, option), f"--{option}")
+        if getattr(args, "parallel", None):
+            import_extra("mpi4py.MPI", "distributed", "--parallel")
         return load_dataset(args.dataset)
     except (ImportError, ValueError, RuntimeError, OSError) as err:
         print(f"tinyxception {command}: error: {err}", file=sys.stderr)
@@ -361,10 +368,15 @@ def run_train(args) -> int:
                            bn_momentum=args.bn_momentum)
     optimizer, schedule, ema = setup_training(model, args.device, args.optimizer, args.lr, args.lr_decay,
                                               args.decay_every, args.ema)
-    history = fit(model, train, val, args.epochs, optimizer, batch_size=args.batch_size, device=args.device,
-                  schedule=schedule, ema=ema, progress=args.progress, checkpoint=args.checkpoint, seed=args.seed)
+    with distributed.ParallelRun(args.parallel, model, optimizer, args.batch_size) as run:
+        root = run.rank == 0  # only rank 0 prints and writes files
+        history = fit(model, train, val, args.epochs, run.optimizer, batch_size=run.batch_size, device=args.device,
+                      schedule=schedule, ema=ema, progress=args.progress and root,
+                      checkpoint=args.checkpoint if root else None, seed=args.seed, shard=(run.rank, run.size))
+    if not root:
+        return 0
     print(f"best validation accuracy {history.best_val_acc:.2%}, final {history.val_acc[-1]:.2%}, "
-          f"{history.total_time:.1f} s in total")
+          f"{history.total_time:.1f} s in total{run.summary()}")
     if args.plot:
         plot_history(history, args.plot, title=f"Xception.small on {args.dataset}")
         print(f"saved {args.plot}")
