@@ -84,7 +84,7 @@ def test_subcommands_are_imported_lazily_and_get_their_arguments(monkeypatch):
     fake.add_arguments = lambda parser: parser.add_argument("--steps", type=int, default=1)
     fake.run = lambda args: calls.append(args.steps) or 7
     monkeypatch.setitem(sys.modules, "fake_command", fake)
-    monkeypatch.setitem(cli.SUBCOMMANDS, "fake", ("fake_command", "add_arguments", "run", "a fake command"))
+    monkeypatch.setitem(cli.SUBCOMMANDS, "fake", ("fake_command", "add_arguments", "fake_command", "run", "a fake command"))
     assert cli.main(["fake", "--steps", "3"]) == 7 and calls == [3]
 
 

@@ -24,8 +24,9 @@ import dataclasses
 from . import backend
 from .data import import_extra
 from .models.xception import Xception
-from .train import (EMA_DECAY, SHORT_RUN_BN_MOMENTUM, History, add_common_arguments, data_from_args, fit,
-                    int_at_least, prepare_data, setup_training, style_epoch_axes)
+from .arguments import add_common_arguments, int_at_least
+from .train import (EMA_DECAY, SHORT_RUN_BN_MOMENTUM, History, data_from_args, fit, prepare_data, setup_training,
+                    style_epoch_axes)
 
 np = backend.cpu_module()
 

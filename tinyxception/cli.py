@@ -22,7 +22,7 @@ from . import __version__, backend, kernels
 from .autograd import no_grad, tensor
 from .models import Xception
 from .summary import count_conv_layers, summary
-from .train import int_at_least
+from .arguments import int_at_least
 
 PAPER_PARAMETERS = 22_855_952
 PAPER_CONV_LAYERS = (36, 14)
@@ -30,16 +30,18 @@ PAPER_SIZES = (149, 147, 74, 37, 19, 10)
 INPUT_SHAPE = (3, 299, 299)
 
 SUBCOMMANDS = {
-    "train": ("tinyxception.train", "add_train_arguments", "run_train",
+    "train": ("tinyxception.arguments", "add_train_arguments", "tinyxception.train", "run_train",
               "train the 32x32 preset Xception.small on a small dataset"),
-    "ablation": ("tinyxception.ablation", "add_ablation_arguments", "run_ablation",
+    "ablation": ("tinyxception.ablation", "add_ablation_arguments", "tinyxception.ablation", "run_ablation",
                  "the paper's ablations in small: residual connections (Fig. 9), intermediate activation (Fig. 10)"),
-    "exercises": ("tinyxception.exercise_report", "add_exercise_arguments", "run_exercises",
+    "exercises": ("tinyxception.exercise_report", "add_exercise_arguments", "tinyxception.exercise_report",
+                  "run_exercises",
                   "your kernels in tinyxception/exercises/: pass / fail / not started"),
-    "predict": ("tinyxception.pretrained", "add_predict_arguments", "run_predict",
+    "predict": ("tinyxception.pretrained", "add_predict_arguments", "tinyxception.pretrained", "run_predict",
                 "classify photos (IMAGE...) with the ImageNet weights: top classes and probabilities"),
 }
-"""name -> (module, its add-arguments function, its run function, help). Imported only when used."""
+"""name -> (module and name of its add-arguments function, module and name of its run function, help); the
+modules are imported only when the subcommand runs."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,13 +128,12 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     ends it with one line on stderr and exit code 2, like an argument error, instead of a traceback; Ctrl-C ends
     it with one line and exit code 130 (128 + SIGINT, as a shell reports it).
     """
-    module_name, add_name, run_name, help_ = SUBCOMMANDS[name]
-    module = importlib.import_module(module_name)
+    add_module, add_name, run_module, run_name, help_ = SUBCOMMANDS[name]
     parser = argparse.ArgumentParser(prog=f"python -m tinyxception {name}", description=help_)
-    getattr(module, add_name)(parser)
+    getattr(importlib.import_module(add_module), add_name)(parser)
     args = parser.parse_args(argv)
     try:
-        return getattr(module, run_name)(args)
+        return getattr(importlib.import_module(run_module), run_name)(args)
     except (ValueError, OSError, ImportError, MemoryError) as err:
         print(f"tinyxception {name}: error: {err}", file=sys.stderr)
         return 2
