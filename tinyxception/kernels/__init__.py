@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from . import learner
-from .fast import conv as fast_conv, norm as fast_norm, pool as fast_pool
+from .fast import conv as fast_conv, depthwise as fast_depthwise, norm as fast_norm, pool as fast_pool
 from .reference import autograd as reference_autograd, conv as reference_conv
 from .reference import norm as reference_norm, pool as reference_pool
 
@@ -34,7 +34,7 @@ KERNELS = {
 TIERS = ("fast", "reference")
 _REFERENCE = {"autograd": reference_autograd, "conv": reference_conv, "norm": reference_norm,
               "pool": reference_pool}
-_FAST = {"conv": fast_conv, "norm": fast_norm, "pool": fast_pool}
+_FAST = (fast_depthwise, fast_conv, fast_norm, fast_pool)
 ENVIRONMENT_VARIABLE = "TINYXCEPTION_KERNELS"
 
 
@@ -42,8 +42,10 @@ def tier(name: str) -> dict:
     """kernel name -> function of tier `name`: "reference", or "fast" (the fast version where there is one)."""
     if name not in TIERS:
         raise ValueError(f"kernels: tier must be one of {TIERS} or a learner's folder, got {name!r}")
-    return {kernel: getattr(_FAST.get(module) if name == "fast" else None, kernel, None)
-            or getattr(_REFERENCE[module], kernel) for module, kernels in KERNELS.items() for kernel in kernels}
+    table = {kernel: getattr(_REFERENCE[module], kernel) for module, kernels in KERNELS.items() for kernel in kernels}
+    if name == "fast":
+        table.update({kernel: getattr(fast, kernel) for fast in _FAST for kernel in table if hasattr(fast, kernel)})
+    return table
 
 
 class _Active:
