@@ -9,7 +9,8 @@ import math
 import numbers
 
 from .. import backend
-from ..autograd import Add, Function, Mul, Reshape, Tensor, as_tensor, check_operands
+from ..autograd import Function, Tensor, as_tensor
+from ..operators import Add, Mul, Reshape, check_operands
 from ..checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
 
 
