@@ -3,7 +3,8 @@ from . import backend, data, debug, distributed, functional, kernels, nn, optim,
 from .autograd import Function, Tensor, no_grad, tensor
 from .backend import available_devices
 from .debug import debug_mode, is_debug, set_debug
-from .io import load, load_keras_weights, save
+from .io import load, save
+from .keras import load_keras_weights
 from .models import Xception
 from .onnx_export import export_onnx
 from .pretrained import class_names, decode_predictions, preprocess_input

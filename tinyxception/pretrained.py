@@ -26,7 +26,7 @@ from importlib import resources
 
 from . import backend, functional as F
 from .autograd import Tensor, no_grad
-from .io import load_keras_weights
+from .keras import load_keras_weights
 from .models import Xception
 
 np = backend.cpu_module()
