@@ -1,2 +1,3 @@
 """Networks built from tinyxception.nn: the paper's Xception and its knobs."""
-from .xception import Xception, XceptionConfig
+from .config import XceptionConfig
+from .xception import Xception
