@@ -18,7 +18,8 @@ import pytest
 import tinyxception.functional as F
 from tinyxception import exercise_mode
 from tinyxception.exercise_mode import EXERCISES, PACKAGE_FOLDER, learner_function
-from tinyxception.exercise_report import PROBLEMS, check_exercise
+from tinyxception.exercise_cases import CASES
+from tinyxception.exercise_report import check_exercise
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ["ch1_autograd", "ch2_conv", "ch3_norm_pool", "ch4_xception", "ch5_training"]
@@ -191,11 +192,12 @@ def test_every_stub_raises_its_hint(tmp_path):
     for name, entry in EXERCISES.items():
         stub = learner_function(name, PACKAGE_FOLDER)
         with pytest.raises(NotImplementedError) as raised:
-            stub(*PROBLEMS[name](np.random.default_rng(0)))
+            stub(*CASES[name][0].arguments())
         message = str(raised.value)
         assert message.startswith(f"{NOT_IMPLEMENTED}: {name} in exercises/{entry.module}.py")
         assert (ROOT / "notebooks" / f"{entry.notebook}.ipynb").exists() and entry.notebook in message
         assert f"pytest --exercises -m {entry.chapter}" in message and f'"{entry.chapter}:' in pyproject
+        assert f"tx.exercises.check('{name}')" in message and f"pytest --exercises -m ex_{name}" in message
 
 
 def test_exercise_mode_calls_the_learner_function_and_reference_mode_does_not(tmp_path):
@@ -261,7 +263,7 @@ def test_progress_report_of_the_stubs_and_of_the_reference_solutions(tmp_path):
 
 
 @pytest.mark.parametrize("body, reason", [
-    ("return 0 * solution(x, w)", "values differ"),
+    ("return 0 * solution(x, w)", "case 1 of 3, one image: x (1, 3, 4, 4) float64, w (4, 3, 1, 1): values differ"),
     ("return solution(x, w)[:, :1]", "shape"),
     ("raise IndexError('off by one')", "IndexError: off by one"),
 ])
@@ -272,7 +274,7 @@ def test_progress_report_says_why_an_exercise_fails(tmp_path, body, reason):
                                     f"    {body}\n")
     status, detail = check_exercise("pointwise_conv2d_forward", folder)
     assert status == "fail" and reason in detail
-    assert check_exercise("pointwise_conv2d_backward", folder) == ("pass", "")
+    assert check_exercise("pointwise_conv2d_backward", folder) == ("pass", "3 cases")
 
 
 def test_progress_report_checks_that_an_order_is_topological(tmp_path):
@@ -281,13 +283,15 @@ def test_progress_report_checks_that_an_order_is_topological(tmp_path):
     folder = write_reference_folder(tmp_path)
     append_function(folder, "autograd", "def topological_order(root, solution=topological_order):\n"
                                         "    return solution(root)[::-1]\n")
-    assert check_exercise("topological_order", folder) == ("fail", "a tensor comes before one of its inputs")
+    assert check_exercise("topological_order", folder) == (
+        "fail", "case 1 of 2, a tensor used twice (c = a * b + a) and a branch without gradient: "
+                "a tensor comes before one of its inputs")
 
 
 def test_report_and_tests_agree_on_the_reference_graph():
     """The graph the report uses has a tensor used twice; its order holds each tensor that needs a gradient
     exactly once, whatever the number of uses."""
-    (root,) = PROBLEMS["topological_order"](np.random.default_rng(0))
+    (root,) = CASES["topological_order"][0].arguments()
     order = exercise_mode.reference("topological_order")(root)
     assert order[-1] is root and len({id(t) for t in order}) == len(order) == 7
 
