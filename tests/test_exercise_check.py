@@ -124,6 +124,7 @@ def test_command_line_check_exit_codes(tmp_path):
     assert code == 0 and f"{len(EXERCISES) - 1} of {len(EXERCISES)} pass" in report
     assert "case 2 of 5, ties" in report, "the progress report shows the same failing case"
     assert run_exercises("check", "nonsense", "--folder", str(folder))[0] == 2
+    assert run_exercises("solution", "--folder", str(folder))[0] == 2
 
 
 @needs_untouched_stubs

@@ -315,7 +315,8 @@ def test_environment_variable_switches_scripts_to_the_learner_kernels(tmp_path):
 
 
 def test_progress_report_refuses_a_missing_folder(tmp_path):
-    """A folder that does not exist: one line naming it and exit code 2, no traceback."""
+    """A folder that does not exist: one line on stderr naming it and exit code 2, no traceback."""
     done = subprocess.run([sys.executable, "-m", "tinyxception", "exercises", "--folder", str(tmp_path / "nowhere")],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 2 and "no such folder" in done.stdout and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "existing directory" in done.stderr and str(tmp_path / "nowhere") in done.stderr
+    assert "Traceback" not in done.stderr

@@ -50,7 +50,7 @@ def _conv_case(title, backward, x_shape, kernel=None, stride=1, pads=((0, 0), (0
 
     def make(rng):
         x, w = _normal(rng, x_shape, dtype), _normal(rng, w_shape, dtype)
-        return (_normal(rng, (x_shape[0], *out), dtype), x, w, *extra) if backward else (x, w, *extra)
+        return (_normal(rng, (x_shape[0], *out), dtype),) * backward + (x, w, *extra)
     return Case(label, make)
 
 
@@ -99,10 +99,6 @@ def _graph_case(title, depth=1):
     return Case(title, make)
 
 
-def _global_avg_case(shape, dtype="float64"):
-    return Case(f"x {shape} {dtype}", lambda rng: (_normal(rng, shape[:2], dtype), shape))
-
-
 CASES: dict[str, list[Case]] = {
     "topological_order": [_graph_case("a tensor used twice (c = a * b + a) and a branch without gradient"),
                           _graph_case("a chain of 2000 ops (deeper than Python's recursion limit)", 2000)],
@@ -118,8 +114,9 @@ CASES: dict[str, list[Case]] = {
         _max_pool_case("overlapping windows, stride 1", (1, 2, 5, 5), (3, 3), 1, ((1, 1), (1, 1))),
         _max_pool_case("padding at the bottom and right only", (1, 2, 6, 6), (3, 3), 2, ((0, 1), (0, 1))),
         _max_pool_case("float32", (1, 2, 5, 5), (2, 2), 2, ((0, 1), (0, 1)), dtype="float32")],
-    "global_avg_pool2d_backward": [_global_avg_case((2, 3, 4, 5)), _global_avg_case((1, 2, 1, 1)),
-                                   _global_avg_case((2, 2, 3, 3), "float32")],
+    "global_avg_pool2d_backward": [Case(f"x {shape} {dtype}", lambda rng, s=shape, d=dtype: (_normal(rng, s[:2], d), s))
+                                   for shape, dtype in (((2, 3, 4, 5), "float64"), ((1, 2, 1, 1), "float64"),
+                                                        ((2, 2, 3, 3), "float32"))],
 }
 """exercise name -> its cases, simplest first."""
 
@@ -153,11 +150,9 @@ def difference(result, expected, names=()) -> str | None:
     rtol, atol = TOLERANCE.get(str(expected.dtype), TOLERANCE["float64"])
     if np.allclose(result, expected, rtol=rtol, atol=atol):
         return None
-    error = np.abs(result.astype("float64") - expected)
-    error[np.isnan(error)] = np.inf
+    error = np.nan_to_num(np.abs(result.astype("float64") - expected), nan=np.inf)
     where = np.unravel_index(np.argmax(error), error.shape)
-    index = tuple(int(k) for k in where)
-    return (f"values differ by up to {error[where]:.3g} at index {index}: "
+    return (f"values differ by up to {error[where]:.3g} at index {tuple(int(k) for k in where)}: "
             f"yours {result[where]:.6g}, expected {expected[where]:.6g}")
 
 

@@ -61,8 +61,8 @@ def check_exercise(name: str, folder=None) -> tuple[str, str]:
 
 def verdict(name: str, folder=None) -> str:
     """The one-line verdict that ``check`` prints."""
-    status, detail = check_exercise(name, folder)
-    entry = EXERCISES[name]
+    _known(name)
+    (status, detail), entry = check_exercise(name, folder), EXERCISES[name]
     if status == "pass":
         return (f"{name}: pass ({detail}). Compare with the solution: "
                 f"python -m tinyxception exercises solution {name}")
@@ -75,9 +75,8 @@ def verdict(name: str, folder=None) -> str:
 def check(name: str, folder=None) -> bool:
     """Check exercise `name` (e.g. "depthwise_conv2d_forward") on its cases and print the verdict: pass, not
     implemented yet, or the first failing case. True when it passes. Works in a notebook cell and a script."""
-    _known(name)
-    print(verdict(name, folder))
-    return check_exercise(name, folder)[0] == "pass"
+    print(text := verdict(name, folder))
+    return text.startswith(f"{name}: pass")
 
 
 def _known(name: str) -> None:
@@ -86,9 +85,8 @@ def _known(name: str) -> None:
 
 
 def report(folder=None) -> list[tuple[str, str, str, str]]:
-    """(chapter, exercise, status, detail) for every exercise, in the order of the chapters."""
-    rows = [(e.chapter, name, *check_exercise(name, folder)) for name, e in EXERCISES.items()]
-    return sorted(rows, key=lambda row: row[0])
+    """(chapter, exercise, status, detail) for every exercise, in the order of the path."""
+    return [(e.chapter, name, *check_exercise(name, folder)) for name, e in EXERCISES.items()]
 
 
 def _function_lines(text: str, name: str) -> tuple[int, int] | None:
@@ -126,13 +124,11 @@ def _function_source(path: Path, name: str) -> str:
 
 def _confirmed(name: str, status: str) -> bool:
     """Whether the learner wants the solution of an exercise that does not pass yet."""
-    if sys.stdin is None or not sys.stdin.isatty():
-        print(f"{name} does not pass yet ({status}), so its solution stays hidden. To see it anyway: "
-              f"python -m tinyxception exercises solution {name} --yes, or in Python "
-              f"tx.exercises.solution({name!r}, yes=True)")
-        return False
-    answer = input(f"{name} does not pass yet ({status}). Show the solution anyway? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+    if sys.stdin is not None and sys.stdin.isatty():
+        return input(f"{name} does not pass yet ({status}). Show the solution anyway? [y/N] ").lower() in ("y", "yes")
+    print(f"{name} does not pass yet ({status}), so its solution stays hidden. To see it anyway: python -m "
+          f"tinyxception exercises solution {name} --yes, or in Python: tx.exercises.solution({name!r}, yes=True)")
+    return False
 
 
 def reset(name: str, folder=None) -> Path | None:
@@ -143,8 +139,7 @@ def reset(name: str, folder=None) -> Path | None:
     module, folder = EXERCISES[name].module, default_folder(folder)
     pristine, path = (STUBS_FOLDER / f"{module}.py.txt").read_text(), folder / f"{module}.py"
     backup = path.with_name(f"{path.name}.bak-{datetime.now():%Y%m%d-%H%M%S-%f}") if path.exists() else None
-    if backup:
-        shutil.copy2(path, backup)
+    backup and shutil.copy2(path, backup)
     path.write_text(_with_stub(path.read_text() if backup else None, pristine, name))
     print(f"{name}: the stub is back in {path}" + (f"; your file as it was: {backup}" if backup else ""))
     return backup
@@ -155,7 +150,7 @@ def _with_stub(text: str | None, pristine: str, name: str) -> str:
     try:
         span = _function_lines(text, name) if text is not None else None
     except SyntaxError:
-        text = None
+        return pristine
     if text is None:
         return pristine
     first, last = _function_lines(pristine, name)
@@ -171,29 +166,21 @@ def add_exercise_arguments(parser) -> None:
     """Options of ``python -m tinyxception exercises``."""
     parser.add_argument("action", nargs="?", choices=ACTIONS,
                         help="check one exercise, show its solution, or reset it to the stub (default: the report)")
-    parser.add_argument("name", nargs="?", metavar="NAME", help=f"the exercise: {', '.join(EXERCISES)}")
+    parser.add_argument("name", nargs="?", choices=EXERCISES, metavar="NAME", help=f"one of: {', '.join(EXERCISES)}")
     parser.add_argument("--folder", default=None, metavar="PATH",
                         help="the folder of your kernels (default: the package's tinyxception/exercises/)")
     parser.add_argument("--yes", action="store_true", help="solution: show it even before your kernel passes")
 
 
 def run_exercises(args) -> int:
-    """The report (exit 0), or an action: check exits 0 on pass and 1 otherwise, solution 1 when held back.
-    Exit 2 for a folder that does not exist or a missing or unknown NAME."""
-    if args.folder is not None and not Path(args.folder).is_dir():
-        print(f"python -m tinyxception exercises: no such folder: {args.folder}")
-        return 2
-    if args.action and args.name not in EXERCISES:
-        print(f"python -m tinyxception exercises {args.action}: give one of: {', '.join(EXERCISES)}"
-              f" (got {args.name!r})")
-        return 2
-    if args.action == "check":
-        return 0 if check(args.name, args.folder) else 1
-    if args.action == "solution":
-        return 0 if solution(args.name, args.folder, args.yes) else 1
-    if args.action == "reset":
-        reset(args.name, args.folder)
-        return 0
+    """The report (exit 0), or an action: check exits 0 on pass and 1 otherwise, solution 1 when held back. A
+    folder that does not exist and a missing NAME raise ValueError (the command line's exit 2)."""
+    if args.action and args.name is None:
+        raise ValueError(f"{args.action} needs the NAME of an exercise: one of {', '.join(EXERCISES)}")
+    if args.action:
+        actions = {"check": check, "solution": lambda *a: solution(*a, yes=args.yes),
+                   "reset": lambda *a: [reset(*a)]}
+        return 0 if actions[args.action](args.name, args.folder) else 1
     return _print_report(default_folder(args.folder))
 
 
@@ -203,8 +190,7 @@ def _print_report(folder: Path) -> int:
     print(f"exercises in {folder}: {done} of {len(rows)} pass\n")
     print(f"  {'chapter':<15}{'exercise':<29}status")
     for chapter, name, status, detail in rows:
-        shown = f": {detail}" if status == "fail" else ""
-        print(f"  {chapter:<15}{name:<29}{status}{shown}")
+        print(f"  {chapter:<15}{name:<29}{status}" + (f": {detail}" if status == "fail" else ""))
     todo = next((name for _, name, status, _ in rows if status != "pass"), None)
     if todo:
         option = "--exercises" if folder == PACKAGE_FOLDER else f"--exercises-dir={folder}"
