@@ -33,6 +33,7 @@ class Case:
     make: Callable
 
     def arguments(self) -> tuple:
+        """The case's arguments, made afresh (a learner's kernel may write into its inputs)."""
         return self.make(np.random.default_rng(0))
 
 
