@@ -320,3 +320,36 @@ def test_progress_report_refuses_a_missing_folder(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2 and "existing directory" in done.stderr and str(tmp_path / "nowhere") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path):
+    """The goal of the course: with a learner's folder of correct solutions (here the reference tier's files),
+    tx.Xception runs on the learner's own kernels, has the paper's 22,855,952 trainable parameters, and gives
+    the fast tier's logits to float32 rounding (on a 2 x 3 x 71 x 71 batch, the smallest input the network takes)
+    and, in one training-mode forward and backward, its first layer's weight gradient; every exercise was called."""
+    import tinyxception as tx
+    folder = write_reference_folder(tmp_path / "my_kernels", log=tmp_path / "called.txt")
+    x = np.random.default_rng(0).standard_normal((2, 3, 71, 71)).astype(np.float32)
+    outputs = {}
+    for choice in (folder, None):  # None: learner mode off, the fast tier
+        model = tx.Xception(seed=0)  # the same weights each time, before any running statistic moves
+        exercise_mode.use_exercises(choice)
+        try:
+            with tx.no_grad():
+                logits = model.eval()(x).numpy()
+            model.train()
+            for p in model.parameters():
+                p.grad = None
+            loss = F.cross_entropy(model(x), np.array([1, 2]))
+            loss.backward()
+            outputs[str(choice)] = logits, next(iter(model.parameters())).grad.copy(), tx.count_parameters(model)
+        finally:
+            exercise_mode.use_exercises(None)
+    (ours, our_grad, count), (library, library_grad, _) = outputs[str(folder)], outputs["None"]
+    assert count == 22_855_952
+    assert np.abs(ours - library).max() <= 1e-4 * np.abs(library).max()
+    # the first conv's weight gradient has come back through all 36 layers in float32, where the two tiers'
+    # different summation orders add up (measured: 0.36% of its largest entry, the same as the reference tier's)
+    assert np.abs(our_grad - library_grad).max() <= 1e-2 * np.abs(library_grad).max()
+    assert sorted(set((tmp_path / "called.txt").read_text().split())) == sorted(EXERCISES)
