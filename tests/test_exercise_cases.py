@@ -55,7 +55,7 @@ def depthwise_problems(draw):
     return x, weight, stride, pads, rng.standard_normal((n, c, *out))
 
 
-@pytest.mark.parametrize("_", [pytest.param(0, marks=marks("depthwise_conv2d_forward"))])
+@pytest.mark.parametrize("_", [pytest.param(0, marks=marks("depthwise_conv2d_forward"), id="depthwise_conv2d_forward")])
 @DRAWN
 @given(problem=depthwise_problems())
 def test_drawn_depthwise_forward_matches_the_loops(_, problem):
@@ -69,7 +69,7 @@ def inner(a, b):
     return float(np.sum(np.asarray(a) * np.asarray(b)))
 
 
-@pytest.mark.parametrize("_", [pytest.param(0, marks=marks("depthwise_conv2d_backward"))])
+@pytest.mark.parametrize("_", [pytest.param(0, marks=marks("depthwise_conv2d_backward"), id="depthwise_conv2d_backward")])
 @DRAWN
 @given(problem=depthwise_problems())
 def test_drawn_depthwise_backward_is_the_adjoint(_, problem):
@@ -83,7 +83,7 @@ def test_drawn_depthwise_backward_is_the_adjoint(_, problem):
     assert inner(grad_w, w) == pytest.approx(inner(grad, y), rel=1e-9, abs=1e-9), "dL/dw"
 
 
-@pytest.mark.parametrize("_", [pytest.param(0, marks=marks("max_pool2d_backward"))])
+@pytest.mark.parametrize("_", [pytest.param(0, marks=marks("max_pool2d_backward"), id="max_pool2d_backward")])
 @DRAWN
 @given(problem=depthwise_problems())
 def test_drawn_max_pool_backward_routes_each_gradient_to_a_maximum(_, problem):

@@ -4,7 +4,7 @@
     python -m tinyxception --device cuda --batch 8
     python -m tinyxception train --help          # train the 32x32 preset (tinyxception/train.py)
     python -m tinyxception ablation --help       # the paper's Fig. 9 / Fig. 10 ablations in small
-    python -m tinyxception exercises             # your kernels in tinyxception/exercises/: pass / fail / not started
+    python -m tinyxception exercises             # your kernels: the progress report; check / solution / reset NAME
 
 The default job checks the built network against the paper, each number measured on the real
 model: 22,855,952 trainable parameters (Table 3), 36 conv layers in 14 modules, and feature maps
@@ -34,7 +34,7 @@ SUBCOMMANDS = {
     "ablation": ("tinyxception.ablation", "add_ablation_arguments", "run_ablation",
                  "the paper's ablations in small: residual connections (Fig. 9), intermediate activation (Fig. 10)"),
     "exercises": ("tinyxception.exercise_report", "add_exercise_arguments", "run_exercises",
-                  "your kernels in tinyxception/exercises/: pass / fail / not started"),
+                  "your kernels: the progress report, or check / solution / reset one exercise (NAME)"),
 }
 """name -> (module, its add-arguments function, its run function, help). Imported only when used."""
 
