@@ -27,7 +27,6 @@ from .exercise_cases import CASES, case_failure
 from .kernels.learner import CHECK_VARIABLE, EXERCISES, PACKAGE_FOLDER, STUBS_FOLDER, check_folder, \
     learner_function
 
-ACTIONS = ("check", "solution", "reset")
 TODO_IMPORT = "from tinyxception.exercise_mode import todo"
 
 
@@ -116,10 +115,10 @@ def _function_source(path: Path, name: str) -> str:
     """The text of function `name` in the file at `path`, or a line saying why there is none."""
     try:
         text = path.read_text()
-        first, last = _function_lines(text, name) or (0, -1)
-    except (OSError, SyntaxError) as err:
-        return f"(cannot read {path}: {err})"
-    return "\n".join(text.splitlines()[first - 1:last]) if first else f"(no function {name} in {path})"
+        first, last = _function_lines(text, name)
+        return "\n".join(text.splitlines()[first - 1:last])
+    except (OSError, SyntaxError, TypeError) as err:  # no file, one that does not parse, no such function
+        return f"(no readable function {name} in {path}: {err})"
 
 
 def _confirmed(name: str, status: str) -> bool:
@@ -148,10 +147,8 @@ def reset(name: str, folder=None) -> Path | None:
 def _with_stub(text: str | None, pristine: str, name: str) -> str:
     """`text` with function `name` replaced by (or, when missing, followed by) its stub from `pristine`."""
     try:
-        span = _function_lines(text, name) if text is not None else None
-    except SyntaxError:
-        return pristine
-    if text is None:
+        span = _function_lines(text, name)
+    except (SyntaxError, TypeError):  # a file that does not parse, or no file (text None): all the stubs
         return pristine
     first, last = _function_lines(pristine, name)
     stub = pristine.splitlines()[first - 1:last]
@@ -164,7 +161,7 @@ def _with_stub(text: str | None, pristine: str, name: str) -> str:
 
 def add_exercise_arguments(parser) -> None:
     """Options of ``python -m tinyxception exercises``."""
-    parser.add_argument("action", nargs="?", choices=ACTIONS,
+    parser.add_argument("action", nargs="?", choices=("check", "solution", "reset"),
                         help="check one exercise, show its solution, or reset it to the stub (default: the report)")
     parser.add_argument("name", nargs="?", choices=EXERCISES, metavar="NAME", help=f"one of: {', '.join(EXERCISES)}")
     parser.add_argument("--folder", default=None, metavar="PATH",
