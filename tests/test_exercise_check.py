@@ -90,7 +90,7 @@ def test_a_planted_mistake_is_reported_with_the_case_that_exposes_it(tmp_path, m
 
 def test_check_reads_the_file_again_and_prints_each_verdict(tmp_path, capsys):
     """tx.exercises.check: "not implemented yet" for a stub, "pass" once the file holds a solution (the edit
-    shows at the very next call), and True only for a pass."""
+    shows at the very next call), a FAIL with the error for a file that does not parse, True only for a pass."""
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "pool.py").write_text((STUBS_FOLDER / "pool.py.txt").read_text())
@@ -103,6 +103,9 @@ def test_check_reads_the_file_again_and_prints_each_verdict(tmp_path, capsys):
     assert "global_avg_pool2d_backward: pass (3 cases)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no exercise 'depthwise'"):
         tx.exercises.check("depthwise", folder)
+    (folder / "pool.py").write_text("def global_avg_pool2d_backward(grad, x_shape:\n")
+    assert tx.exercises.check("global_avg_pool2d_backward", folder) is False
+    assert "FAIL on SyntaxError" in capsys.readouterr().out, "a file that does not load: its error, no traceback"
 
 
 def run_exercises(*args, stdin=subprocess.DEVNULL):
