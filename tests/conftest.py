@@ -28,6 +28,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    for name, entry in exercise_mode.EXERCISES.items():  # one marker per exercise: pytest -m ex_<name>
+        config.addinivalue_line("markers", f"ex_{name}: the tests of exercise {name} ({entry.chapter})")
     folder = config.getoption("--exercises-dir")
     if folder is None and config.getoption("--exercises"):
         folder = exercise_mode.PACKAGE_FOLDER

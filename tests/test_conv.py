@@ -90,7 +90,7 @@ EXAMPLES = {  # always-run cases: stride 2 with "same" at even and odd sizes, ea
 def test_forward_matches_naive_loops(device, kind, data, seed, dtype):
     """Each op equals the loop over (n, c_out, y, x) of the definition, for hypothesis-drawn shapes,
     strides, paddings and groups (depthwise = groups C, pointwise = 1x1 with groups 1)."""
-    x_shape, w_shape, stride, padding, groups = data.draw(conv_problems(kind))
+    x_shape, w_shape, stride, padding, groups = data.draw(conv_problems(kind), label="x, w, stride, padding, groups")
     x, w = random_arrays(seed, x_shape, w_shape, dtype=dtype)
     out = run_op(kind, tx.tensor(x, device=device), tx.tensor(w, device=device), stride, padding, groups)
     expected = naive.conv2d(x, w, stride, reference_pads(x_shape[2:], w_shape[2:], stride, padding), groups)
@@ -132,7 +132,7 @@ def test_same_padding_puts_the_extra_pixel_bottom_right(device, half, odd, seed)
 @given(data=st.data(), seed=st.integers(0, 1000))
 def test_gradients_match_central_differences(device, kind, data, seed):
     """Autograd's gradients of x and w match float64 central differences for drawn shapes, strides, paddings."""
-    x_shape, w_shape, stride, padding, groups = data.draw(conv_problems(kind))
+    x_shape, w_shape, stride, padding, groups = data.draw(conv_problems(kind), label="x, w, stride, padding, groups")
     x, w = random_arrays(seed, x_shape, w_shape)
     check_gradients(lambda x, w: run_op(kind, x, w, stride, padding, groups), x, w, device=device)
 

@@ -6,6 +6,7 @@ one is a hole in the documentation; the second test lists every such hole.
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +18,49 @@ import tinyxception
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_mkdocs_build_is_strict_clean(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site built once with `mkdocs build --strict` (the folder of the built pages)."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
+    folder = tmp_path_factory.mktemp("docs") / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+         "--site-dir", str(folder)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return folder
+
+
+def test_mkdocs_build_is_strict_clean(site):
     """`mkdocs build --strict` succeeds: no broken link, no missing page in the nav, no docstring it cannot render.
 
     Strict mode turns every warning into a failure, so a page that links to a renamed file or an API entry for
     a module that no longer exists fails here rather than silently on the published site.
     """
-    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
-    assert (tmp_path / "site" / "api" / "index.html").is_file(), "the API reference page was not generated"
+    assert (site / "api" / "index.html").is_file(), "the API reference page was not generated"
+
+
+def test_no_page_loads_a_script_or_stylesheet_from_the_network(site):
+    """Every <script src> and stylesheet <link> of every built page is a file of the site itself, so the docs
+    work offline; the pages with formulas load the MathJax served with the site, and code is highlighted
+    (Pygments' classes, styled by a local stylesheet)."""
+    remote, math_pages = [], 0
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        for tag, url in re.findall(r'<(script|link)\b[^>]*?(?:src|href)="([^"]*)"', text):
+            if re.match(r"(https?:)?//", url):
+                remote.append(f"{page.relative_to(site)}: {tag} {url}")
+            elif tag == "script":
+                target = site / url.lstrip("/") if url.startswith("/") else page.parent / url
+                assert target.resolve().is_file(), f"{page}: script {url} is not in the site"
+        if 'class="arithmatex"' in text:
+            math_pages += 1
+            assert "javascripts/mathjax/tex-svg.js" in text, f"{page}: formulas but no local MathJax"
+    assert not remote, remote
+    assert math_pages >= 2
+    assert 'class="highlight"' in (site / "getting-started" / "index.html").read_text()
+    assert ".highlight .k" in (site / "css" / "pygments.css").read_text()
 
 
 def _public_modules():

@@ -7,7 +7,7 @@ Max pooling and global average pooling: naive references, TensorFlow "same" padd
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 import tinyxception as tx
@@ -62,6 +62,7 @@ def pool_problems(draw):
 def test_max_pool_matches_naive_loops(device, problem, seed):
     """max_pool2d equals a loop over windows, for odd/even sizes, kernels 2 and 3, strides 1-3, all paddings."""
     shape, kernel, stride, padding = problem
+    note(f"x {shape}, kernel {kernel}, stride {stride}, padding {padding!r}")
     x = np.random.default_rng(seed).normal(size=shape)
     pair = (kernel, kernel) if isinstance(kernel, int) else kernel
     out = F.max_pool2d(tx.tensor(x, device=device), kernel, stride, padding)
@@ -85,6 +86,7 @@ def test_same_padding_at_even_size_puts_the_extra_pixel_bottom_right(device):
 def test_max_pool_gradient(device, problem, seed):
     """The gradient of x matches float64 central differences (distinct values, so every max is unique)."""
     shape, kernel, stride, padding = problem
+    note(f"x {shape}, kernel {kernel}, stride {stride}, padding {padding!r}")
     x = np.random.default_rng(seed).permutation(np.prod(shape)).reshape(shape) * 0.1
     check_gradients(lambda x: F.max_pool2d(x, kernel, stride, padding), x, device=device)
 

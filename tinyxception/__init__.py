@@ -1,5 +1,5 @@
 """tinyxception: Xception (Chollet, CVPR 2017) from scratch on NumPy, and on the GPU through CuPy."""
-from . import backend, data, debug, distributed, functional, kernels, nn, optim, train
+from . import backend, data, debug, distributed, exercises, functional, kernels, nn, optim, train
 from .autograd import Function, Tensor, no_grad, tensor
 from .backend import available_devices
 from .debug import debug_mode, is_debug, set_debug

@@ -4,7 +4,7 @@
     python -m tinyxception --device cuda --batch 8
     python -m tinyxception train --help          # train the 32x32 preset (tinyxception/train.py)
     python -m tinyxception ablation --help       # the paper's Fig. 9 / Fig. 10 ablations in small
-    python -m tinyxception exercises             # your kernels in tinyxception/exercises/: pass / fail / not started
+    python -m tinyxception exercises             # your kernels: the progress report; check / solution / reset NAME
     python -m tinyxception predict photo.jpg     # classify photos, Keras' ImageNet weights (tinyxception/pretrained.py)
 
 The default job checks the built network against the paper, each number measured on the real
@@ -35,8 +35,7 @@ SUBCOMMANDS = {
     "ablation": ("tinyxception.ablation", "add_ablation_arguments", "tinyxception.ablation", "run_ablation",
                  "the paper's ablations in small: residual connections (Fig. 9), intermediate activation (Fig. 10)"),
     "exercises": ("tinyxception.exercise_report", "add_exercise_arguments", "tinyxception.exercise_report",
-                  "run_exercises",
-                  "your kernels in tinyxception/exercises/: pass / fail / not started"),
+                  "run_exercises", "your kernels: the progress report, or check / solution / reset one exercise (NAME)"),
     "predict": ("tinyxception.pretrained", "add_predict_arguments", "tinyxception.pretrained", "run_predict",
                 "classify photos (IMAGE...) with the ImageNet weights: top classes and probabilities"),
 }

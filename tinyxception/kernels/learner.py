@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_FOLDER = Path(__file__).resolve().parent.parent / "exercises"
+STUBS_FOLDER = Path(__file__).resolve().parent / "stubs"
+"""The pristine stubs, ``<module>.py.txt``: what ``exercises reset NAME`` restores (tinyxception/exercises/ holds
+the same text until a learner edits it)."""
 ENVIRONMENT_VARIABLE = "TINYXCEPTION_EXERCISES"
+CHECK_VARIABLE = "TINYXCEPTION_CHECK_FOLDER"
+"""The folder that check / solution / reset read when none is given, without switching learner mode on."""
 OFF = ("", "0", "false", "off", "no")
 ON = ("1", "true", "on", "yes")
 
@@ -37,7 +42,9 @@ class Exercise:
     def hint(self) -> str:
         """What the stub says: where to read up and how to check the work."""
         return (f"not implemented yet: {self.name} in exercises/{self.module}.py. "
-                f"Read notebooks/{self.notebook}.ipynb, then check it with: pytest --exercises -m {self.chapter}")
+                f"Read notebooks/{self.notebook}.ipynb, then check it with: tx.exercises.check({self.name!r}) "
+                f"or python -m tinyxception exercises check {self.name} (all its tests: "
+                f"pytest --exercises -m ex_{self.name}; the chapter: pytest --exercises -m {self.chapter})")
 
 
 _CONV = ("conv", "ch2_conv", "02_depthwise_pointwise_regular_conv")
@@ -71,8 +78,9 @@ def folder_from_environment() -> Path | None:
     return PACKAGE_FOLDER if value.lower() in ON else check_folder(value)
 
 
-def learner_module(folder: Path, module: str):
-    """``<folder>/<module>.py`` imported as a fresh module, again whenever the file changed; or a clear error."""
+def learner_module(folder: Path, module: str, fresh: bool = False):
+    """``<folder>/<module>.py`` imported as a fresh module, again whenever the file changed (always, when
+    `fresh`); or a clear error."""
     path = Path(folder).resolve() / f"{module}.py"
     try:
         stat = path.stat()
@@ -80,7 +88,7 @@ def learner_module(folder: Path, module: str):
         raise FileNotFoundError(f"learner mode: no file {path} (copy tinyxception/exercises/{module}.py there)") \
             from None
     version = (stat.st_mtime_ns, stat.st_size)
-    if path not in _loaded or _loaded[path][0] != version:
+    if fresh or path not in _loaded or _loaded[path][0] != version:
         spec = importlib.util.spec_from_file_location(f"tinyxception_exercises_{module}_{abs(hash(path))}", path)
         loaded = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(loaded)
@@ -88,10 +96,10 @@ def learner_module(folder: Path, module: str):
     return _loaded[path][1]
 
 
-def learner_function(name: str, folder):
-    """The learner's version of exercise `name` from `folder`, or a clear error."""
+def learner_function(name: str, folder, fresh: bool = False):
+    """The learner's version of exercise `name` from `folder` (read again when `fresh`), or a clear error."""
     entry = EXERCISES[name]
-    function = getattr(learner_module(folder, entry.module), name, None)
+    function = getattr(learner_module(folder, entry.module, fresh), name, None)
     if not callable(function):
         raise AttributeError(f"learner mode: {Path(folder) / (entry.module + '.py')} defines no function {name}")
     return function
