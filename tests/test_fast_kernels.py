@@ -190,27 +190,3 @@ def test_the_reference_tier_runs_the_whole_network_to_the_fast_tiers_logits():
         kernels.use("fast")
     for fast, reference in zip(*results):
         np.testing.assert_allclose(tx.backend.asnumpy(fast), tx.backend.asnumpy(reference), rtol=2e-4, atol=2e-5)
-
-
-@pytest.mark.parametrize("threads", ["1", "3"])
-def test_fast_window_kernels_give_the_same_result_on_any_number_of_threads(monkeypatch, threads):
-    """The fast tier shares independent cache tiles over backend.cpu_threads() threads: one thread or more
-    threads than tiles (TINYXCEPTION_THREADS) must give exactly the values of the default, forward and backward."""
-    rng = np.random.default_rng(8)
-    x, w = rng.standard_normal((4, 12, 9, 9)), rng.standard_normal((12, 1, 3, 3))
-    small = rng.standard_normal((8, 40, 4, 4))
-    w_small, pads = rng.standard_normal((40, 1, 3, 3)), ((1, 1), (1, 1))
-
-    def results():
-        y = FAST["depthwise_conv2d_forward"](x, w, 2, pads)
-        y_small = FAST["depthwise_conv2d_forward"](small, w_small, 1, pads)
-        pooled = FAST["max_pool2d_forward"](x, (3, 3), 2, ((0, 1), (0, 1)))
-        return (y, *FAST["depthwise_conv2d_backward"](y, x, w, 2, pads), y_small,
-                *FAST["depthwise_conv2d_backward"](y_small, small, w_small, 1, pads), pooled,
-                FAST["max_pool2d_backward"](pooled, x, pooled, (3, 3), 2, ((0, 1), (0, 1))))
-
-    monkeypatch.setattr(tx.backend, "CPU_CACHE_TILE_BYTES", 2000)  # many tiles
-    default = results()
-    monkeypatch.setenv("TINYXCEPTION_THREADS", threads)
-    for ours, expected in zip(results(), default):
-        np.testing.assert_array_equal(ours, expected)

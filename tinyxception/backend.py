@@ -9,8 +9,6 @@ device counts as available only when ``cupy.cuda.is_available()`` says so.
 """
 from __future__ import annotations
 
-import os
-
 import numpy
 
 DEVICES = ("cpu", "cuda")
@@ -142,16 +140,6 @@ def cache_tile_bytes(a) -> int | None:
     """How many bytes of `a` an elementwise loop should work on at a time: CPU_CACHE_TILE_BYTES for
     NumPy arrays, None (everything at once) for CuPy arrays, where one kernel covers the array."""
     return None if is_cuda_array(a) else CPU_CACHE_TILE_BYTES
-
-
-def cpu_threads() -> int:
-    """How many threads the CPU kernels may share their tiles over: TINYXCEPTION_THREADS, else the BLAS setting
-    (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS), else every core; read on every call, so a script may change it."""
-    for name in ("TINYXCEPTION_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return os.cpu_count() or 1
 
 
 def cpu_module():

@@ -7,8 +7,6 @@ so an op can loop over the k*k taps (never over channels) and do whole-array wor
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from .. import backend
 
 
@@ -63,20 +61,3 @@ def cache_tiles(x, bytes_per_channel):
     tile_bytes, channels = backend.cache_tile_bytes(x), x.shape[1]
     step = channels if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_channel))
     return [slice(start, start + step) for start in range(0, channels, step)]
-
-
-_workers: dict[int, ThreadPoolExecutor] = {}
-
-
-def in_parallel(work, tiles, like) -> list:
-    """[work(tile) for tile in tiles], the tiles shared out over backend.cpu_threads() threads for CPU arrays
-    (NumPy releases the GIL inside its loops, so independent tiles run on separate cores at once); in order, on
-    the calling thread alone for GPU arrays (`like` tells which) or a single tile. Tiles must be independent, and
-    `work` must not call in_parallel itself.
-    """
-    threads = 1 if backend.is_cuda_array(like) else min(backend.cpu_threads(), len(tiles))
-    if threads <= 1:
-        return [work(tile) for tile in tiles]
-    if threads not in _workers:
-        _workers[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tinyxception")
-    return list(_workers[threads].map(work, tiles))

@@ -2,7 +2,7 @@
 ``kernels/reference/conv.py`` (same values, shapes and dtypes); read that first. Optimisations:
 
 - the taps are read as long 1-D slices of the padded image laid out as one line per channel (``_Lines``), a
-  cache-sized tile of channels at a time, the tiles shared over the CPU's threads;
+  cache-sized tile of channels at a time;
 - on the CPU, maps with fewer pixels than channels are computed channels-last as ONE einsum over a strided view
   of all taps of a group of images (``_ChannelsLast``), and the result is returned as an NCHW *view* of that
   channels-last array (the pointwise conv reads it without a copy);
@@ -10,7 +10,7 @@
 No other kernel depends on how these store their results. Measured effects are in docs/benchmarks.md.
 """
 from ... import backend
-from ..geometry import cache_tiles, in_parallel, output_size, taps
+from ..geometry import cache_tiles, output_size, taps
 
 
 class _Lines:
@@ -141,13 +141,11 @@ def depthwise_conv2d_forward(x, w, stride, pads):
     xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
     out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
     wide_pixels = lines.wide[0] * lines.wide[1]
-
-    def convolve(tile):  # pad, sum and crop one cache tile of channels
+    for tile in cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
         x_tile = x[:, tile]
         weighted_taps = ((line_tap, w[tile, 0, i, j, None]) for i, j, line_tap in lines.taps(lines.lay_out(x_tile)))
         wide = xp.empty(x_tile.shape[:2] + (wide_pixels,), dtype=x.dtype)
         out[:, tile] = lines.crop(_weighted_sum(weighted_taps, wide))
-    in_parallel(convolve, cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize), x)
     return out
 
 
@@ -163,10 +161,8 @@ def _depthwise_channels_last(x, w, pads):
     xp, rows = backend.array_module(x), _ChannelsLast(x.shape, pads, w.shape[2:])
     out = xp.empty((x.shape[0],) + rows.out + (x.shape[1],), dtype=x.dtype)
     weights = xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # (kh, kw, C): each tap's weights, contiguous
-
-    def convolve(images):
+    for images in rows.groups(x):
         out[images] = rows.crop(xp.einsum("nijpc,ijc->npc", rows.taps(x[images]), weights))
-    in_parallel(convolve, rows.groups(x), x)
     return out.transpose(0, 3, 1, 2)
 
 
@@ -174,9 +170,10 @@ def _depthwise_weight_grad_channels_last(grad, x, w, pads):
     """dL/dw of the channels-last depthwise conv: sum over images and wide pixels of grad times each tap, one
     einsum per group of images (grad is zero in the wide layout's extra columns)."""
     xp, rows = backend.array_module(x), _ChannelsLast(x.shape, pads, w.shape[2:])
-    sums = in_parallel(lambda images: xp.einsum("nijpc,npc->ijc", rows.taps(x[images]), rows.wide(grad[images])),
-                       rows.groups(x), x)
-    return sum(sums[1:], sums[0]).transpose(2, 0, 1)[:, None]
+    grad_w = xp.zeros(w.shape[2:] + (w.shape[0],), dtype=w.dtype)
+    for images in rows.groups(x):
+        grad_w += xp.einsum("nijpc,npc->ijc", rows.taps(x[images]), rows.wide(grad[images]))
+    return grad_w.transpose(2, 0, 1)[:, None]
 
 
 def depthwise_conv2d_backward(grad, x, w, stride, pads):
@@ -199,11 +196,8 @@ def depthwise_conv2d_backward(grad, x, w, stride, pads):
     else:
         grad_x = depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
     grad_w = xp.empty_like(w)
-
-    def tap_gradient(tap):
-        i, j, line_tap = tap
+    for i, j, line_tap in lines.taps(lines.lay_out(x)):
         grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
-    in_parallel(tap_gradient, list(lines.taps(lines.lay_out(x))), x)
     return grad_x, grad_w
 
 
@@ -220,10 +214,8 @@ def _add_tap_gradients(wide_grad, w, lines):
     """dL/dx by adding grad * w[c, 0, i, j] into each tap's view of one zero buffer, a cache tile at a time."""
     xp = backend.array_module(wide_grad)
     grad_lines = xp.zeros(wide_grad.shape[:2] + (lines.rows * lines.row,), dtype=wide_grad.dtype)
-
-    def add_taps(tile):
+    for tile in cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]):
         grad_tile, tmp = wide_grad[:, tile], xp.empty_like(wide_grad[:, tile])
         for i, j, line_tap in lines.taps(grad_lines[:, tile]):
             line_tap += xp.multiply(grad_tile, w[tile, 0, i, j, None], out=tmp)
-    in_parallel(add_taps, cache_tiles(grad_lines, grad_lines.nbytes // grad_lines.shape[1]), wide_grad)
     return lines.image(grad_lines)

@@ -29,7 +29,7 @@ time: the 13 or so passes over the planes then stay in the cache.
 from __future__ import annotations
 
 from ... import backend
-from ..geometry import cache_tiles, in_parallel, output_size, pad, taps
+from ..geometry import cache_tiles, output_size, pad, taps
 
 _NEG_INF = float("-inf")
 
@@ -92,14 +92,12 @@ def max_pool2d_forward(x, kernel, stride, pads):
     maxima = rows * row // s  # step 1's column maxima per channel, s-th columns of `rows` rows
     out = xp.empty((n, c, ho, wo), dtype=x.dtype)
     room = ((top, rows + 1 - h - top), (left, row - w - left))  # pads grown to `rows` + 1 rows (step 1's last taps)
-
-    def pool(tile):
+    for tile in cache_tiles(x, n * (rows + 1) * row * x.itemsize):
         x_tile = x[:, tile]
         line = pad(x_tile, room, _NEG_INF).reshape(x_tile.shape[:2] + (-1,))
         cols = _running_max(line[..., j:j + s * maxima:s] for j in range(kw))
         wide = _running_max(cols[..., i * row // s:i * row // s + ho * row] for i in range(kh))
         out[:, tile] = wide.reshape(x_tile.shape[:2] + (ho, row))[..., :wo]
-    in_parallel(pool, cache_tiles(x, n * (rows + 1) * row * x.itemsize), x)
     return out
 
 
@@ -112,9 +110,8 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
     rebuilt here rather than kept from the forward pass: that would hold a padded copy of x per pool.
     """
     grad_x = backend.array_module(grad).empty_like(x)
-    in_parallel(lambda tile: _route_to_maxima(grad[:, tile], x[:, tile], y[:, tile], kernel, stride, pads,
-                                              out=grad_x[:, tile]),
-                cache_tiles(grad, grad.nbytes // grad.shape[1]), grad)  # a cache tile of windows at a time
+    for tile in cache_tiles(grad, grad.nbytes // grad.shape[1]):  # a cache tile of windows at a time
+        _route_to_maxima(grad[:, tile], x[:, tile], y[:, tile], kernel, stride, pads, out=grad_x[:, tile])
     return grad_x
 
 
