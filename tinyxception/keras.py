@@ -13,6 +13,7 @@ of ``tx.load`` (``io.bad_values``).
 from __future__ import annotations
 
 from . import backend
+from .data import import_extra
 from .io import bad_values, existing_file, refuse
 from .models import Xception
 from .nn import BatchNorm2d, Conv2d, Linear, SeparableConv2d
@@ -74,11 +75,7 @@ def keras_layers(model):
 
 
 def _import_h5py():
-    try:
-        import h5py
-    except ImportError as err:
-        raise ImportError("load_keras_weights needs h5py: pip install 'tinyxception[weights]'") from err
-    return h5py
+    return import_extra("h5py", "weights", "load_keras_weights")
 
 
 def _string_list(group, name: str) -> list[str]:

@@ -23,6 +23,7 @@ import os
 
 from . import backend
 from .checks import int_pair, window_geometry
+from .data import import_extra
 from .models.xception import DownBlock, EntryStem, ExitTail, MiddleBlock, Xception
 from .nn import (ELU, BatchNorm2d, Conv2d, DepthwiseConv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear,
                  MaxPool2d, PointwiseConv2d, ReLU, SeparableConv2d, Sequential)
@@ -121,10 +122,7 @@ def export_onnx(model, path, input_shape=(1, 3, 299, 299)) -> None:
     ``onnx.checker`` (with shape inference) before the file is written; a module the exporter cannot
     express raises ValueError and writes nothing.
     """
-    try:
-        import onnx  # brings onnx.helper, onnx.numpy_helper and onnx.checker
-    except ImportError as err:
-        raise ImportError("export_onnx needs the onnx package: pip install 'tinyxception[onnx]'") from err
+    onnx = import_extra("onnx", "onnx", "export_onnx")  # brings onnx.helper, onnx.numpy_helper and onnx.checker
     channels = getattr(getattr(model, "config", None), "in_channels", None)
     smallest = getattr(model, "min_input_size", 1)
     if len(input_shape) != 4 or channels not in (None, input_shape[1]) or min(input_shape[2:]) < smallest:

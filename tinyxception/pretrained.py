@@ -26,6 +26,7 @@ from importlib import resources
 
 from . import backend, functional as F
 from .autograd import Tensor, no_grad
+from .data import import_extra
 from .keras import load_keras_weights
 from .models import Xception
 
@@ -43,10 +44,7 @@ PAPER = {"num_classes": 1000, "in_channels": 3, "middle_blocks": 8, "width": 1, 
 
 def cache_dir() -> str:
     """The folder that keeps downloaded weights: $TINYXCEPTION_CACHE, else pooch.os_cache("tinyxception")."""
-    try:
-        import pooch
-    except ImportError as err:
-        raise ImportError("the ImageNet weights are fetched with pooch: pip install 'tinyxception[weights]'") from err
+    pooch = import_extra("pooch", "weights", "fetching the ImageNet weights")
     return os.environ.get(CACHE_ENV) or str(pooch.os_cache("tinyxception"))
 
 
@@ -124,10 +122,8 @@ def decode_predictions(logits, top: int = 5) -> list[list[tuple[int, str, float]
 
 def load_image(path, size: int = 299):
     """The image at `path` as a (size, size, 3) uint8 RGB array, resized with Pillow's nearest neighbour."""
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise ImportError("reading images needs Pillow: pip install 'tinyxception[image]'") from err
+    import_extra("PIL", "image", "reading images")  # Pillow's package
+    from PIL import Image
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such image file: {os.fspath(path)!r}")
     try:
