@@ -185,16 +185,14 @@ def depthwise_conv2d_backward(grad, x, w, stride, pads):
     At stride 1 (all of Xception's depthwise convs) that sum is itself a depthwise conv, of grad with the
     flipped kernel (``_flipped_kernel_pads``), and the forward computes it.
     """
-    xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
     flipped_pads = _flipped_kernel_pads(pads, w.shape[2:]) if stride == 1 else None
-    if flipped_pads is not None and _runs_channels_last(x, stride):
-        grad_x = depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
+    grad_x = None if flipped_pads is None else depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
+    if grad_x is not None and _runs_channels_last(x, stride):
         return grad_x, _depthwise_weight_grad_channels_last(grad, x, w, pads)
+    xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
     wide_grad = lines.widen(grad)
-    if flipped_pads is None:
+    if grad_x is None:
         grad_x = _add_tap_gradients(wide_grad, w, lines)
-    else:
-        grad_x = depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
     grad_w = xp.empty_like(w)
     for i, j, line_tap in lines.taps(lines.lay_out(x)):
         grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
