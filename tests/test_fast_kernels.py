@@ -97,12 +97,22 @@ def test_fast_max_pool_equals_the_reference_on_xception_shapes(shape, pads):
     check_pool(shape, (3, 3), 2, pads, seed=2)
 
 
+@pytest.mark.parametrize("shape, stride", [((4, 16, 32, 32), 2), ((4, 32, 16, 16), 2), ((4, 91, 8, 8), 2),
+                                           ((4, 128, 4, 4), 1)], ids=["block2", "block3", "block4", "block13"])
+def test_fast_max_pool_equals_the_reference_on_the_small_networks_shapes(shape, stride):
+    """The pools of Xception.small on 32x32 images (block 13 at stride 1); their short output rows (8 pixels or
+    fewer) take the fast tier's channels-last backward, whose values must still be the reference's."""
+    pads = tuple(reference_pads(shape[2:], (3, 3), stride, "same"))
+    check_pool(shape, (3, 3), stride, pads, seed=6, ties=True)
+
+
 @SETTINGS
-@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 20),
        kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.integers(1, 3),
        padding=st.sampled_from([0, 1, "valid", "same"]), ties=st.booleans(), seed=st.integers(0, 1000))
 def test_fast_max_pool_equals_the_reference_on_drawn_shapes(n, c, h, w, kernel, stride, padding, ties, seed):
-    """Drawn sizes, kernels, strides and paddings, with and without ties (the first maximum takes the gradient)."""
+    """Drawn sizes, kernels, strides and paddings, with and without ties (the first maximum takes the gradient);
+    widths up to 20, so that both the short-row and the long-row backward of the fast tier are drawn."""
     pads = tuple(reference_pads((h, w), kernel, stride, padding))
     if padding == 1 and min(kernel) < 3 or h + sum(pads[0]) < kernel[0] or w + sum(pads[1]) < kernel[1]:
         return  # a geometry max_pool2d refuses

@@ -25,13 +25,20 @@ and tap (i, j) becomes a unit-stride slice of plane[i % s, j % s] starting at (i
 The planes are built straight from x (the padding is their -inf border); the gradient is accumulated
 in planes of the same layout, interleaved back at the end. This too goes one cache tile of channels at a
 time: the 13 or so passes over the planes then stay in the cache.
+
+Backward on maps with short output rows (at most SHORT_ROWS pixels, the small network's 8x8 and 4x4 maps): the
+passes run on channels-last buffers instead, so that NumPy's innermost loop runs along the channels, not along
+rows of a few pixels whose per-row cost outweighs the arithmetic. The buffers are NCHW *views* of channels-last
+storage, so the routing code is the same; the result is such a view too.
 """
 from __future__ import annotations
 
 from ... import backend
-from ..geometry import cache_tiles, output_size, pad, taps
+from ..geometry import cache_tiles, output_size, pad, tap, taps, unpad
 
 _NEG_INF = float("-inf")
+SHORT_ROWS = 8
+"""Max-pool backward runs channels-last when the output rows have at most this many pixels (CPU only)."""
 
 
 def _axis_phase(size: int, before: int, padded: int, stride: int, phase: int):
@@ -109,10 +116,27 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
     gradient until a tap claims it, so a later tie finds nothing left to add. The planes of x are
     rebuilt here rather than kept from the forward pass: that would hold a padded copy of x per pool.
     """
+    if grad.shape[3] <= SHORT_ROWS and not backend.is_cuda_array(grad):
+        return _route_channels_last(grad, x, y, kernel, stride, pads)
     grad_x = backend.array_module(grad).empty_like(x)
     for tile in cache_tiles(grad, grad.nbytes // grad.shape[1]):  # a cache tile of windows at a time
         _route_to_maxima(grad[:, tile], x[:, tile], y[:, tile], kernel, stride, pads, out=grad_x[:, tile])
     return grad_x
+
+
+def _route(x_tap, grad_tap, unrouted, y, kernel):
+    """Add each window's gradient into the grad_tap(i, j) view of the tap that holds its first maximum.
+
+    `unrouted` starts as a copy of dL/dy, which this consumes; the temporaries take its memory layout.
+    """
+    xp = backend.array_module(unrouted)
+    hit, routed = xp.empty_like(unrouted, dtype=bool), xp.empty_like(unrouted)
+    for i, j in taps(kernel):
+        xp.equal(x_tap(i, j), y, out=hit)
+        xp.multiply(unrouted, hit, out=routed)
+        window = grad_tap(i, j)
+        window += routed
+        unrouted -= routed  # exactly 0 where routed, unchanged elsewhere
 
 
 def _route_to_maxima(grad, x, y, kernel, stride, pads, out):
@@ -120,16 +144,31 @@ def _route_to_maxima(grad, x, y, kernel, stride, pads, out):
     xp, layout = backend.array_module(grad), _phase_layout(x.shape, pads, stride)
     planes, out_size = _split(x, layout, _NEG_INF), grad.shape[-2:]
     grad_planes = {key: xp.zeros_like(plane) for key, plane in planes.items()}
-    unrouted = grad.copy()
-    hit = xp.empty(grad.shape, dtype=bool)
-    routed = xp.empty_like(grad)
-    for i, j in taps(kernel):
-        xp.equal(_plane_tap(planes, i, j, stride, out_size), y, out=hit)
-        xp.multiply(unrouted, hit, out=routed)
-        grad_tap = _plane_tap(grad_planes, i, j, stride, out_size)
-        grad_tap += routed
-        unrouted -= routed  # exactly 0 where routed, unchanged elsewhere
+    _route(lambda i, j: _plane_tap(planes, i, j, stride, out_size),
+           lambda i, j: _plane_tap(grad_planes, i, j, stride, out_size), grad.copy(), y, kernel)
     _merge(grad_planes, layout, out)
+
+
+def _channels_last(like, shape, fill=None):
+    """A (N, C, H, W) view of a new channels-last (N, H, W, C) array of like's dtype, filled with `fill` (or
+    uninitialised)."""
+    xp, (n, c, h, w) = backend.array_module(like), shape
+    storage = xp.empty((n, h, w, c), like.dtype) if fill is None else xp.full((n, h, w, c), fill, like.dtype)
+    return storage.transpose(0, 3, 1, 2)
+
+
+def _route_channels_last(grad, x, y, kernel, stride, pads):
+    """max_pool2d_backward on channels-last buffers (short rows): the reference's taps of the padded x."""
+    (top, bottom), (left, right), (n, c, h, w) = *pads, x.shape
+    xpad = _channels_last(x, (n, c, h + top + bottom, w + left + right), _NEG_INF)
+    xpad[..., top:top + h, left:left + w] = x
+    grad_pad, out = _channels_last(grad, xpad.shape, 0), grad.shape[2:]
+    unrouted, y_cl = _channels_last(grad, grad.shape), _channels_last(y, y.shape)
+    unrouted[...] = grad
+    y_cl[...] = y
+    _route(lambda i, j: tap(xpad, i, j, stride, out), lambda i, j: tap(grad_pad, i, j, stride, out),
+           unrouted, y_cl, kernel)
+    return unpad(grad_pad, pads)
 
 
 def global_avg_pool2d_backward(grad, x_shape):
