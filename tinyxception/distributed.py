@@ -6,7 +6,6 @@ global batch's statistics, so N ranks on B/N images take one process's step on B
 ``AsyncOptimizer`` sends each gradient to a parameter-server thread on rank 0 and gets its newest weights back;
 nobody waits, gradients are stale. Arrays travel as NumPy buffers (CuPy via the host). See docs/distributed.md.
 """
-from __future__ import annotations
 
 import contextlib
 import copy
