@@ -44,8 +44,7 @@ def batches(x, y, batch_size: int, shuffle: bool = True, seed=None, drop_last: b
         raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard}")
     order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
     order = order[:len(x) - len(x) % shard[1]][shard[0]::shard[1]]
-    n = len(order)
-    stop = n - n % batch_size if drop_last else n
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]
         yield x[index], y[index]
@@ -80,8 +79,7 @@ def load_digits(size: int = 32):
     Upsampling is ``A @ image @ A.T`` with the bilinear matrix A, one matmul for
     all images. Needs ``pip install 'tinyxception[digits]'``.
     """
-    datasets = import_extra("sklearn.datasets", "digits", "load_digits")
-    digits = datasets.load_digits()
+    digits = import_extra("sklearn.datasets", "digits", "load_digits").load_digits()
     images = digits.images / 16.0  # pixel values are 0..16
     a = _bilinear_matrix(images.shape[-1], size)
     x = a @ images @ a.T
