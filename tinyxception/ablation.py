@@ -149,10 +149,11 @@ def add_ablation_arguments(parser) -> None:
 
 
 def run_ablation(args) -> int:
-    """Run ``python -m tinyxception ablation``: train, plot, print the Markdown table (errors: ``cli.run_job``)."""
+    """Run ``python -m tinyxception ablation``: print the Markdown table, then plot (errors: ``cli.run_job``)."""
     dataset = data_from_args(args)  # first: it checks the options (and may complete --plot's name)
-    runs = run_ablations(**{**vars(args), "dataset": dataset})  # the command's options are its parameters
-    print(format_table(runs))
+    runs = run_ablations(**{**vars(args), "dataset": dataset, "plot": None})  # the options are its parameters
+    print(format_table(runs))  # before plotting: a failed plot still leaves the results on screen
     if args.plot:
+        plot_ablations(runs, args.plot)
         print(f"saved {args.plot}")
     return 0
