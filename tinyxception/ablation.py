@@ -17,7 +17,6 @@ shows the spread.
     runs = run_ablations("digits", epochs=6, seeds=(0, 1, 2), plot="ablations.png")
     print(format_table(runs))
 """
-from __future__ import annotations
 
 import dataclasses
 
@@ -150,15 +149,10 @@ def add_ablation_arguments(parser) -> None:
 
 
 def run_ablation(args) -> int:
-    """Run ``python -m tinyxception ablation``: print the Markdown table; exit 2 after a one-line error."""
-    loaded = data_from_args(args, "ablation")
-    if loaded is None:
-        return 2
-    runs = run_ablations(loaded, epochs=args.epochs, seeds=args.seeds, batch_size=args.batch_size, lr=args.lr,
-                         optimizer=args.optimizer, lr_decay=args.lr_decay, decay_every=args.decay_every,
-                         val_fraction=args.val_fraction, device=args.device, variants=args.variants,
-                         progress=args.progress, bn_momentum=args.bn_momentum, ema=args.ema)
-    print(format_table(runs))
+    """Run ``python -m tinyxception ablation``: print the Markdown table, then plot (errors: ``cli.run_job``)."""
+    dataset = data_from_args(args)  # first: it checks the options (and may complete --plot's name)
+    runs = run_ablations(**{**vars(args), "dataset": dataset, "plot": None})  # the options are its parameters
+    print(format_table(runs))  # before plotting: a failed plot still leaves the results on screen
     if args.plot:
         plot_ablations(runs, args.plot)
         print(f"saved {args.plot}")

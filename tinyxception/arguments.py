@@ -1,6 +1,5 @@
 """The command line's options: argparse types that check a value as the library would, and the options shared by
 the subcommands (``train`` and ``ablation``). Only the command line imports this module."""
-from __future__ import annotations
 
 import argparse
 import math

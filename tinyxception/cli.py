@@ -11,7 +11,6 @@ The default job checks the built network against the paper, each number measured
 model: 22,855,952 trainable parameters (Table 3), 36 conv layers in 14 modules, and feature maps
 of 149/147/74/37/19/10 pixels. It exits with 1 when a check fails and 2 when the device is unusable.
 """
-from __future__ import annotations
 
 import argparse
 import importlib
@@ -73,12 +72,9 @@ def _check_lines(model, result) -> list[tuple[bool, str]]:
 
 
 def check_paper_network(args) -> int:
-    """The default job; returns the exit code (0 all checks ok, 1 a check failed, 2 device unusable)."""
+    """The default job; returns the exit code (0 all checks ok, 1 a check failed; 2 device unusable: ``run_job``)."""
     print(f"tinyxception {__version__}, available devices: {', '.join(backend.available_devices())}")
     print(kernels.describe())
-    if args.device == "cuda" and not backend.cuda_available():
-        print(f"tinyxception: error: --device cuda is unavailable: {backend.cuda_problem()}", file=sys.stderr)
-        return 2
     model = Xception(seed=0).to(args.device).eval()
     print(f"Xception (paper configuration) on {args.device}, input {INPUT_SHAPE}\n")
     result = summary(model, INPUT_SHAPE)
@@ -113,31 +109,36 @@ def _same_logits_as_the_fast_tier(model, x, logits) -> tuple[bool, str]:
             expected = model(x).numpy()
     finally:
         kernels.use(choice)
-    ours = logits.numpy()
-    difference = float(abs(ours - expected).max())
-    scale = float(abs(expected).max())
-    return difference <= 1e-4 * scale, f"logits equal the fast tier's (largest difference {difference:.2g})"
+    difference = float(abs(logits.numpy() - expected).max())
+    return difference <= 1e-4 * float(abs(expected).max()), f"logits equal the fast tier's (largest difference {difference:.2g})"
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
-    """Import the subcommand's module, let it add its options, parse `argv` and run it.
-
-    A ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path), a MemoryError
-    (a step that cannot fit), or an ImportError (an optional extra that is not installed: the message says which)
-    ends it with one line on stderr and exit code 2, like an argument error, instead of a traceback; Ctrl-C ends
-    it with one line and exit code 130 (128 + SIGINT, as a shell reports it).
-    """
+    """Import the subcommand's module, let it add its options, parse `argv` and run it (see ``run_job``)."""
     add_module, add_name, run_module, run_name, help_ = SUBCOMMANDS[name]
     parser = argparse.ArgumentParser(prog=f"python -m tinyxception {name}", description=help_)
     getattr(importlib.import_module(add_module), add_name)(parser)
     args = parser.parse_args(argv)
+    return run_job(f"tinyxception {name}", getattr(importlib.import_module(run_module), run_name), args)
+
+
+def run_job(prog: str, job, args) -> int:
+    """``job(args)``'s exit code, after checking that a ``--device cuda`` is usable.
+
+    An unusable GPU, a ValueError or OSError from the run (a setting the data cannot satisfy, an unwritable path),
+    a MemoryError (a step that cannot fit), or an ImportError (an optional extra that is not installed: the
+    message says which) ends it with one line on stderr and exit code 2, like an argument error, instead of a
+    traceback; Ctrl-C ends it with one line and exit code 130 (128 + SIGINT, as a shell reports it).
+    """
     try:
-        return getattr(importlib.import_module(run_module), run_name)(args)
+        if getattr(args, "device", "cpu") == "cuda" and not backend.cuda_available():
+            raise ValueError(f"--device cuda is unavailable: {backend.cuda_problem()}")
+        return job(args)
     except (ValueError, OSError, ImportError, MemoryError) as err:
-        print(f"tinyxception {name}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"tinyxception {name}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
@@ -146,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return run_subcommand(argv[0], argv[1:])
-    return check_paper_network(build_parser().parse_args(argv))
+    return run_job("tinyxception", check_paper_network, build_parser().parse_args(argv))

@@ -8,7 +8,6 @@ model's device. Images are float32 NCHW arrays, labels int64 class indices.
 * ``make_shapes(n)``: circles, squares, triangles and crosses drawn at random
   positions and sizes with pixel noise; built in, any size, deterministic for a seed.
 """
-from __future__ import annotations
 
 import importlib
 
@@ -45,8 +44,7 @@ def batches(x, y, batch_size: int, shuffle: bool = True, seed=None, drop_last: b
         raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard}")
     order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
     order = order[:len(x) - len(x) % shard[1]][shard[0]::shard[1]]
-    n = len(order)
-    stop = n - n % batch_size if drop_last else n
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]
         yield x[index], y[index]
@@ -69,15 +67,10 @@ def _bilinear_matrix(n_in: int, n_out: int):
 
     Output pixel i samples the input at position (i + 0.5) * n_in / n_out - 0.5,
     a weighted mean of its two neighbours (clamped at the edges), so every row sums to 1.
+    Column j is input pixel j's weight at every output position: np.interp of the j-th unit signal there.
     """
-    position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    left = np.floor(position).astype(np.int64)
-    right = np.minimum(left + 1, n_in - 1)
-    weight = position - left
-    matrix = np.zeros((n_out, n_in))
-    np.add.at(matrix, (np.arange(n_out), left), 1 - weight)
-    np.add.at(matrix, (np.arange(n_out), right), weight)
-    return matrix
+    position = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    return np.stack([np.interp(position, np.arange(n_in), unit) for unit in np.eye(n_in)], axis=1)
 
 
 def load_digits(size: int = 32):
@@ -86,8 +79,7 @@ def load_digits(size: int = 32):
     Upsampling is ``A @ image @ A.T`` with the bilinear matrix A, one matmul for
     all images. Needs ``pip install 'tinyxception[digits]'``.
     """
-    datasets = import_extra("sklearn.datasets", "digits", "load_digits")
-    digits = datasets.load_digits()
+    digits = import_extra("sklearn.datasets", "digits", "load_digits").load_digits()
     images = digits.images / 16.0  # pixel values are 0..16
     a = _bilinear_matrix(images.shape[-1], size)
     x = a @ images @ a.T

@@ -15,7 +15,6 @@ Three ways to switch it on:
 Off (the default), an op pays one boolean test for it. This module sits at the bottom of the package,
 beside ``backend``, so every layer above can read the switch.
 """
-from __future__ import annotations
 
 import contextlib
 import os

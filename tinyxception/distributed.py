@@ -6,7 +6,6 @@ global batch's statistics, so N ranks on B/N images take one process's step on B
 ``AsyncOptimizer`` sends each gradient to a parameter-server thread on rank 0 and gets its newest weights back;
 nobody waits, gradients are stale. Arrays travel as NumPy buffers (CuPy via the host). See docs/distributed.md.
 """
-from __future__ import annotations
 
 import contextlib
 import copy
@@ -19,6 +18,7 @@ import traceback
 
 from . import backend
 from .autograd import Function, Tensor
+from .checks import layer_input
 from .data import import_extra
 from .nn import BatchNorm2d
 from .optim import Optimizer
@@ -85,10 +85,9 @@ def _gradients(params):
 
 def broadcast_parameters(model, root: int = 0) -> None:
     """Give every rank the parameters and buffers (BatchNorm running statistics) of rank ``root``, in place."""
-    comm, state = _mpi().COMM_WORLD, model.state_dict()
-    for name, array in state.items():
-        state[name] = np.ascontiguousarray(backend.asnumpy(array))
-        comm.Bcast(state[name], root=root)
+    comm, state = _mpi().COMM_WORLD, {name: backend.asnumpy(a) for name, a in model.state_dict().items()}
+    for array in state.values():  # state_dict's copies: contiguous, ours to overwrite
+        comm.Bcast(array, root=root)
     model.load_state_dict(state)
 
 
@@ -178,9 +177,7 @@ class SyncBatchNorm2d(BatchNorm2d):
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
-            raise ValueError(f"SyncBatchNorm2d: x must be (N, {self.num_features}, H, W) or (N, "
-                             f"{self.num_features}), got shape {tuple(x.shape)}")
+        x = layer_input(x, self.num_features, self.gamma, "SyncBatchNorm2d", ranks=(4, 2))
         return _SyncBatchNorm.apply(x, self.gamma, self.beta, running_mean=self.running_mean,
                                     running_var=self.running_var, momentum=self.momentum, eps=self.eps)
 

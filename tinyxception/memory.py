@@ -14,7 +14,6 @@ reads, ``area`` (H x W of its input), and its widest layer, ``channels`` (of the
 times the batch size and the bytes per element. The gradients and the temporaries of every kernel come on top,
 which is why the estimate stays below what the step really needs (measured in docs/reliability.md).
 """
-from __future__ import annotations
 
 from .autograd import is_grad_enabled
 from .nn import BatchNorm2d

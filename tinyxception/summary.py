@@ -9,7 +9,6 @@
 The table comes from one real forward pass (batch 1, no gradients, evaluation mode) during
 which every layer reports its output, so the shapes are measured, not predicted.
 """
-from __future__ import annotations
 
 import dataclasses
 

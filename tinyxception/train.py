@@ -12,7 +12,6 @@ Data stay NumPy arrays on the host; each batch is copied to the model's device
 just before the forward pass, so the same loop trains on the CPU or a GPU.
 The command line front end is ``python -m tinyxception train`` (see ``run_train``).
 """
-from __future__ import annotations
 
 import contextlib
 import dataclasses
@@ -24,7 +23,7 @@ from . import backend, distributed
 from . import functional as F
 from .autograd import no_grad
 from .data import batches, import_extra, load_dataset, train_val_split
-from .checks import check_int, check_number
+from .checks import check_int
 from .io import save, target_path
 from .models.xception import SMALL_BN_MOMENTUM as SHORT_RUN_BN_MOMENTUM, Xception
 from .nn.module import check_module
@@ -47,9 +46,8 @@ class History:
 
     def append(self, **row) -> None:
         """Add one epoch: a value for every field."""
-        names = [field.name for field in dataclasses.fields(self)]
-        if sorted(row) != sorted(names):
-            raise ValueError(f"History.append needs exactly the fields {names}, got {sorted(row)}")
+        if sorted(row) != sorted(vars(self)):
+            raise ValueError(f"History.append needs exactly the fields {list(vars(self))}, got {sorted(row)}")
         for name, value in row.items():
             getattr(self, name).append(value)
 
@@ -67,37 +65,25 @@ class History:
         return sum(self.time)
 
 
-class _Meter:
-    """Running sums for a mean loss and an accuracy over the batches of an epoch."""
+def _epoch(model, batch_pairs, device, step=None) -> tuple[float, float]:
+    """Forward every ``(x, y)`` batch: the mean cross-entropy loss and the accuracy over all of them.
 
-    def __init__(self):
-        self.loss_sum, self.correct, self.count = 0.0, 0, 0
-
-    def add(self, loss: float, correct: int, n: int) -> None:
-        self.loss_sum += loss * n
-        self.correct += correct
-        self.count += n
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / self.count
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.count
-
-
-def _device_of(model) -> str:
-    """The device of the model's first parameter."""
-    return next(iter(model.parameters())).device
-
-
-def _batch(model, xb, yb, device):
-    """Forward one batch: the loss tensor and the number of correct predictions."""
-    labels = backend.to_device(yb, device)
-    logits = model(backend.to_device(xb, device))
-    correct = int((logits.data.argmax(axis=1) == labels).sum())
-    return F.cross_entropy(logits, labels), correct
+    ``step(loss)``, when given, trains on each batch's loss (backward and update); when ``batch_pairs`` is a tqdm
+    bar it shows the running loss and accuracy.
+    """
+    loss_sum = correct = count = 0
+    for xb, yb in batch_pairs:
+        labels = backend.to_device(yb, device)
+        logits = model(backend.to_device(xb, device))
+        loss = F.cross_entropy(logits, labels)
+        if step is not None:
+            step(loss)
+        loss_sum += loss.item() * len(yb)
+        correct += int((logits.data.argmax(axis=1) == labels).sum())
+        count += len(yb)
+        if hasattr(batch_pairs, "set_postfix"):
+            batch_pairs.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}")
+    return loss_sum / count, correct / count
 
 
 def _samples(data, who: str):
@@ -118,27 +104,22 @@ def evaluate(model, x, y, batch_size: int = 256):
     check_module(model, "evaluate")
     _samples((x, y), "evaluate: (x, y)")
     check_int(batch_size, "evaluate: batch_size")
-    was_training, device, meter = model.training, _device_of(model), _Meter()
+    was_training = model.training
     model.eval()
     try:
         with no_grad():
-            for xb, yb in batches(x, y, batch_size, shuffle=False):
-                loss, correct = _batch(model, xb, yb, device)
-                meter.add(loss.item(), correct, len(yb))
+            return _epoch(model, batches(x, y, batch_size, shuffle=False), next(iter(model.parameters())).device)
     finally:
         model.train(was_training)
-    return meter.loss, meter.accuracy
 
 
-def _progress_bar(enabled: bool, total: int, desc: str):
-    """A tqdm bar when wanted and tqdm is installed (extra ``progress``), else None."""
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stdout)
+def _progress_bar(batch_pairs, enabled: bool, total: int, desc: str):
+    """The batches in a tqdm bar when wanted and tqdm is installed (extra ``progress``), else as they are."""
+    if enabled:
+        with contextlib.suppress(ImportError):
+            from tqdm.auto import tqdm
+            return tqdm(batch_pairs, total=total, desc=desc, unit="batch", leave=False, file=sys.stdout)
+    return batch_pairs
 
 
 def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 64, device: str = "cpu",
@@ -173,29 +154,24 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
     if len(x_train) // shard[1] < batch_size:
         raise ValueError(f"the training set ({len(x_train)} samples / {shard[1]} shard(s)) is smaller than one "
                          f"batch ({batch_size})")
+
+    def train_step(loss):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update()
+        if schedule is not None and schedule.unit == "step":
+            schedule.step()
+
     model.to(backend.check_device(device))
-    rng = np.random.default_rng(seed)
-    steps = len(x_train) // shard[1] // batch_size
-    history = History()
+    rng, steps, history = np.random.default_rng(seed), len(x_train) // shard[1] // batch_size, History()
     for epoch in range(1, epochs + 1):
-        start, lr, meter = time.perf_counter(), optimizer.lr, _Meter()
-        bar = _progress_bar(progress, steps, f"epoch {epoch}/{epochs}")
+        start, lr = time.perf_counter(), optimizer.lr
         model.train()
-        for xb, yb in batches(x_train, y_train, batch_size, seed=rng, drop_last=True, shard=shard):
-            loss, correct = _batch(model, xb, yb, device)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update()
-            if schedule is not None and schedule.unit == "step":
-                schedule.step()
-            meter.add(loss.item(), correct, len(yb))
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(loss=f"{meter.loss:.4f}", acc=f"{meter.accuracy:.3f}")
-        if bar is not None:
-            bar.close()
+        epoch_batches = _progress_bar(batches(x_train, y_train, batch_size, seed=rng, drop_last=True, shard=shard),
+                                      progress, steps, f"epoch {epoch}/{epochs}")
+        train_loss, train_acc = _epoch(model, epoch_batches, device, train_step)
         if schedule is not None and schedule.unit == "epoch":
             schedule.step()
         with ema.averaged() if ema is not None else contextlib.nullcontext():
@@ -203,10 +179,10 @@ def fit(model, train_data, val_data, epochs: int, optimizer, batch_size: int = 6
             if checkpoint is not None:
                 save(model, checkpoint)
         backend.synchronize()
-        history.append(epoch=epoch, train_loss=meter.loss, train_acc=meter.accuracy, val_loss=val_loss,
-                       val_acc=val_acc, lr=lr, time=time.perf_counter() - start)
+        history.append(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+                       lr=lr, time=time.perf_counter() - start)
         if progress:
-            print(f"epoch {epoch}/{epochs}  train loss {meter.loss:.4f} acc {meter.accuracy:.2%}  "
+            print(f"epoch {epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
                   f"val loss {val_loss:.4f} acc {val_acc:.2%}  lr {lr:.4g}  {history.time[-1]:.1f} s", flush=True)
     return history
 
@@ -256,23 +232,19 @@ def prepare_data(dataset, val_fraction: float = 0.2, seed=0):
     return train, val, int(y.max()) + 1, x.shape[1]
 
 
-def data_from_args(args, command: str):
-    """Check the device, the plot extra and the files to write (a ``--plot`` without an extension gets ".png",
-    as matplotlib would add), then load ``(x, y)``; on failure print one line and return None."""
-    try:
-        backend.check_device(args.device)
-        if args.plot:
-            import_extra("matplotlib.figure", "plot", "--plot")
-            args.plot += "" if os.path.splitext(args.plot)[1] else ".png"
-        for option in ("plot", "checkpoint"):
-            if getattr(args, option, None):
-                target_path(getattr(args, option), f"--{option}")
-        if getattr(args, "parallel", None):
-            import_extra("mpi4py.MPI", "distributed", "--parallel")
-        return load_dataset(args.dataset)
-    except (ImportError, ValueError, RuntimeError, OSError) as err:
-        print(f"tinyxception {command}: error: {err}", file=sys.stderr)
-        return None
+def data_from_args(args):
+    """Check the extras and the files to write (a ``--plot`` without an extension gets ".png", as matplotlib
+    would add), then load ``(x, y)``. A problem raises, before anything trains, an error that ``cli.run_job``
+    prints as one line (exit code 2); it has checked the device already."""
+    if args.plot:
+        import_extra("matplotlib.figure", "plot", "--plot")
+        args.plot += "" if os.path.splitext(args.plot)[1] else ".png"
+    for option in ("plot", "checkpoint"):
+        if getattr(args, option, None):
+            target_path(getattr(args, option), f"--{option}")
+    if getattr(args, "parallel", None):
+        import_extra("mpi4py.MPI", "distributed", "--parallel")
+    return load_dataset(args.dataset)
 
 
 def setup_training(model, device: str = "cpu", optimizer: str = "sgd", lr: float = 0.05, lr_decay: float = 0.94,
@@ -292,11 +264,8 @@ def setup_training(model, device: str = "cpu", optimizer: str = "sgd", lr: float
 
 
 def run_train(args) -> int:
-    """Run ``python -m tinyxception train``: exit code 0, or 2 after a one-line error (missing extra, bad setting)."""
-    loaded = data_from_args(args, "train")
-    if loaded is None:
-        return 2
-    train, val, num_classes, in_channels = prepare_data(loaded, args.val_fraction, args.seed)
+    """Run ``python -m tinyxception train``: exit code 0 (a missing extra or a bad setting raises: ``cli.run_job``)."""
+    train, val, num_classes, in_channels = prepare_data(data_from_args(args), args.val_fraction, args.seed)
     model = Xception.small(num_classes=num_classes, in_channels=in_channels, seed=args.seed,
                            bn_momentum=args.bn_momentum)
     optimizer, schedule, ema = setup_training(model, args.device, args.optimizer, args.lr, args.lr_decay,
