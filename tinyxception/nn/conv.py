@@ -83,12 +83,19 @@ class DepthwiseConv2d(Conv2d):
         """Keras' depthwise kernel layout (kh, kw, C, 1)."""
         return self.kernel_size + (self.in_channels, 1)
 
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
+        return text + (", bias=True" if self.bias is not None else "")
+
 
 class PointwiseConv2d(Conv2d):
     """A 1x1 convolution: mixes channels at every pixel, weight (C_out, C_in, 1, 1), C_in C_out parameters."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = False, rng=None):
         super().__init__(in_channels, out_channels, 1, bias=bias, rng=rng)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}" + (", bias=True" if self.bias is not None else "")
 
 
 class SeparableConv2d(Module):
