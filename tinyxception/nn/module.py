@@ -62,8 +62,8 @@ class Module:
 
     # --- registration -------------------------------------------------------
     def __setattr__(self, name, value):
-        """Parameters, submodules and (already registered) buffers go to their registry, anything else to
-        ``__dict__``; a name lives in one place only, so assigning over an entry of another kind replaces it."""
+        """Parameters, submodules and (already registered) buffers go to their registry, anything else is a plain
+        attribute; a name lives in one place only, so assigning over an entry of another kind replaces it."""
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         if name in self._parameters and not isinstance(value, Parameter):
@@ -71,11 +71,15 @@ class Module:
                             f"or change its values with .data, got {type(value).__name__}")
         kinds = ((self._parameters, isinstance(value, Parameter)), (self._modules, isinstance(value, Module)),
                  (self._buffers, name in self._buffers))
-        registry = next((registry for registry, chosen in kinds if chosen), self.__dict__)
-        for other in (self._parameters, self._buffers, self._modules, self.__dict__):
+        registry = next((registry for registry, chosen in kinds if chosen), None)
+        for other in (self._parameters, self._buffers, self._modules):
             if other is not registry:
                 other.pop(name, None)
-        registry[name] = value
+        if registry is None:  # through object: also Python's own attributes (``__class__``), properties
+            object.__setattr__(self, name, value)
+        else:
+            self.__dict__.pop(name, None)
+            registry[name] = value
 
     def __getattr__(self, name):  # only called when normal lookup fails
         for registry in ("_parameters", "_buffers", "_modules"):
