@@ -225,6 +225,21 @@ def test_assigning_a_non_parameter_over_a_parameter_is_refused():
         layer.weight = tx.tensor(np.zeros((2, 2), dtype=np.float32))
 
 
+def test_plain_attributes_follow_pythons_own_rules():
+    """Anything that is not a Parameter, submodule or buffer is an ordinary attribute, set the ordinary way: assigning
+    __class__ changes the layer's class in place (distributed.convert_sync_batchnorm relies on it), and a submodule
+    overwritten by a plain value is no longer a submodule."""
+    class Scaled(nn.ReLU):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    net = nn.Sequential(act=nn.ReLU())
+    net.act.__class__ = Scaled
+    assert type(net.act) is Scaled and net(np.ones((1, 2), dtype=np.float32)).numpy().tolist() == [[2.0, 2.0]]
+    net.act = None
+    assert net.act is None and list(net.named_children()) == []
+
+
 def test_state_dict_holds_copies():
     """state_dict() copies: changing the model afterwards does not change a state taken before."""
     net = TwoLayers()

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pathlib
 import re
 import signal
 import threading
@@ -95,8 +96,7 @@ def _remove_stale_temporaries(real: str) -> None:
         try:
             os.kill(int(match[1]), 0)
         except ProcessLookupError:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, match[0]))
+            pathlib.Path(folder, match[0]).unlink(missing_ok=True)
         except OSError:  # a live process of another user
             pass
 
@@ -115,8 +115,8 @@ def save(model, path) -> None:
     real = target_path(path, "tinyxception.save")
     state = {name: backend.asnumpy(array) for name, array in model.state_dict().items()}
     state[ARCHITECTURE_KEY] = np.array(json.dumps(architecture(model)))
-    folder, name = os.path.split(real)
     _remove_stale_temporaries(real)
+    folder, name = os.path.split(real)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
     with _sigterm_raises():
         try:
@@ -128,8 +128,7 @@ def save(model, path) -> None:
                 os.fsync(file.fileno())
             os.replace(temporary, real)
         except BaseException:  # also Ctrl-C and SIGTERM: never leave the temporary file behind
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)
+            pathlib.Path(temporary).unlink(missing_ok=True)
             raise
 
 

@@ -21,72 +21,47 @@ from .nn.module import listing
 
 np = backend.cpu_module()
 
-def _hwio_to_oihw(a):
-    return a.transpose(3, 2, 0, 1)
-
-
-def _depthwise_to_ours(a):
-    return a.transpose(2, 3, 0, 1)
-
-
-def _dense_to_ours(a):
-    return a.T
-
-
-def _same(a):
-    return a
-
-
 KERAS_WEIGHTS = {
-    Conv2d: {"kernel": ("weight", _hwio_to_oihw)},
-    SeparableConv2d: {"depthwise_kernel": ("depthwise.weight", _depthwise_to_ours),
-                      "pointwise_kernel": ("pointwise.weight", _hwio_to_oihw)},
-    BatchNorm2d: {"gamma": ("gamma", _same), "beta": ("beta", _same),
-                  "moving_mean": ("running_mean", _same), "moving_variance": ("running_var", _same)},
-    Linear: {"kernel": ("weight", _dense_to_ours), "bias": ("bias", _same)},
+    Conv2d: {"kernel": ("weight", (3, 2, 0, 1))},
+    SeparableConv2d: {"depthwise_kernel": ("depthwise.weight", (2, 3, 0, 1)),
+                      "pointwise_kernel": ("pointwise.weight", (3, 2, 0, 1))},
+    BatchNorm2d: {"gamma": ("gamma", (0,)), "beta": ("beta", (0,)),
+                  "moving_mean": ("running_mean", (0,)), "moving_variance": ("running_var", (0,))},
+    Linear: {"kernel": ("weight", (1, 0)), "bias": ("bias", (0,))},
 }
-"""For each of our layer classes: Keras weight name -> (our state name inside the layer, layout conversion)."""
+"""For each of our layer classes: Keras weight name -> (our state name inside the layer, the axes that
+``array.transpose`` takes to turn Keras' layout into ours, as the table above says)."""
+
+SHORTCUTS = {"shortcut": Conv2d, "shortcut_bn": BatchNorm2d}
+"""The layers that Keras leaves unnamed: our names inside a down block and their classes."""
 
 
 def keras_layers(model):
-    """Our layers under Keras' names: ``({keras_name: (path, layer)}, shortcut convs, shortcut BNs)``.
+    """Our layers under Keras' names: ``({keras_name: (path, layer)}, {"shortcut": [...], "shortcut_bn": [...]})``.
 
     Inside block N, our layer ``sepconv1`` is Keras' ``blockN_sepconv1`` (``conv1_bn`` is
     ``blockN_conv1_bn`` ...) and ``predictions`` keeps its name. Keras gives the residual
     shortcuts automatic names (``conv2d_1``, ``batch_normalization_1`` ...) whose numbering
     changes between versions, so they are returned as ordered lists of (path, layer) instead.
     """
-    named, shortcuts, shortcut_bns = {}, [], []
+    named, shortcuts = {}, {name: [] for name in SHORTCUTS}
     for path, block in model.blocks():
-        block_name = path.rsplit(".", 1)[-1]
         for name, layer in block.named_children():
-            if type(layer) not in KERAS_WEIGHTS:
-                continue
-            entry = (f"{path}.{name}", layer)
-            if name == "shortcut":
-                shortcuts.append(entry)
-            elif name == "shortcut_bn":
-                shortcut_bns.append(entry)
-            else:
-                named[f"{block_name}_{name}"] = entry
+            if name in shortcuts:
+                shortcuts[name].append((f"{path}.{name}", layer))
+            elif type(layer) in KERAS_WEIGHTS:
+                named[f"{path.rsplit('.', 1)[-1]}_{name}"] = (f"{path}.{name}", layer)
     if model.config.include_top:
         named["predictions"] = ("predictions", model.predictions)
-    return named, shortcuts, shortcut_bns
-
-
-def _import_h5py():
-    return import_extra("h5py", "weights", "load_keras_weights")
+    return named, shortcuts
 
 
 def _string_list(group, name: str) -> list[str]:
     """A list-of-strings attribute as Keras writes it: under `name`, or split into name0, name1 ... when large."""
-    if name in group.attrs:
-        values = list(group.attrs[name])
-    else:
-        values, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            values += list(group.attrs[f"{name}{chunk}"])
-            chunk += 1
+    values, chunk = list(group.attrs.get(name, [])), 0
+    while f"{name}{chunk}" in group.attrs:
+        values += list(group.attrs[f"{name}{chunk}"])
+        chunk += 1
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -100,7 +75,7 @@ def read_keras_weights(path) -> list[tuple[str, dict]]:
     each layer group has ``weight_names``, and weight w lives at ``f[layer][w]`` (a nested path
     when w contains "/"). Keras splits a long attribute into ``layer_names0``, ``layer_names1`` ...
     """
-    h5py = _import_h5py()
+    h5py = import_extra("h5py", "weights", "load_keras_weights")
     path = existing_file(path, "load_keras_weights")
     try:
         file = h5py.File(path, "r")
@@ -109,35 +84,20 @@ def read_keras_weights(path) -> list[tuple[str, dict]]:
     with file:
         root = file["model_weights"] if "model_weights" in file else file
         try:
-            return _layers_with_weights(root, path)
+            layer_names, layers = _string_list(root, "layer_names"), []
+            if not layer_names:
+                raise ValueError(f"load_keras_weights: {path!r} has no 'layer_names' attribute: "
+                                 "not a Keras weight file in the HDF5 (.h5) layout")
+            for layer in layer_names:
+                group = root[layer]
+                weights = {name.rsplit("/", 1)[-1].removesuffix(":0"):
+                           np.asarray(group[name] if name in group else group[f"{layer}/{name}"])
+                           for name in _string_list(group, "weight_names")}
+                if weights:
+                    layers.append((layer, weights))
         except (KeyError, OSError, TypeError) as err:  # a listed group or array that is missing or unreadable
             raise ValueError(f"load_keras_weights: {path!r} is damaged or not in Keras' layout: {err}") from err
-
-
-def _layers_with_weights(root, path) -> list[tuple[str, dict]]:
-    """[(layer name, {short weight name: array})] for the layers under `root` that list weights."""
-    layer_names = _string_list(root, "layer_names")
-    if not layer_names:
-        raise ValueError(f"load_keras_weights: {path!r} has no 'layer_names' attribute: "
-                         "not a Keras weight file in the HDF5 (.h5) layout")
-    layers = []
-    for layer in layer_names:
-        group = root[layer]
-        names = _string_list(group, "weight_names")
-        if names:
-            weights = {name.rsplit("/", 1)[-1].removesuffix(":0"):
-                       np.asarray(group[name] if name in group else group[f"{layer}/{name}"])
-                       for name in names}
-            layers.append((layer, weights))
     return layers
-
-
-def _shortcut_kind(weights: dict) -> str | None:
-    """"conv" or "bn" for a layer that looks like an unnamed shortcut conv or its BatchNorm."""
-    for kind, cls in (("conv", Conv2d), ("bn", BatchNorm2d)):
-        if set(weights) == set(KERAS_WEIGHTS[cls]):
-            return kind
-    return None
 
 
 def load_keras_weights(model, path) -> None:
@@ -150,50 +110,42 @@ def load_keras_weights(model, path) -> None:
     """
     if not isinstance(model, Xception):
         raise TypeError(f"load_keras_weights: model must be a tx.Xception, got {type(model).__name__}")
-    named, shortcuts, shortcut_bns = keras_layers(model)
-    pairs, unexpected, unnamed = [], [], {"conv": [], "bn": []}
+    named, shortcuts = keras_layers(model)
+    pairs, unexpected, unnamed = [], [], {name: [] for name in SHORTCUTS}
     for layer, weights in read_keras_weights(path):
+        shortcut = next((name for name, cls in SHORTCUTS.items() if set(weights) == set(KERAS_WEIGHTS[cls])), None)
         if layer in named:
             pairs.append((layer, named.pop(layer), weights))
-        elif layer == "predictions" and not model.config.include_top:
-            continue
-        elif _shortcut_kind(weights) is not None:
-            unnamed[_shortcut_kind(weights)].append((layer, weights))
-        else:
+        elif shortcut is not None:
+            unnamed[shortcut].append((layer, weights))
+        elif layer != "predictions" or model.config.include_top:  # a headless model ignores the classifier
             unexpected.append(layer)
     problems = [listing(title, names) for title, names in (("layers of the model not in the file", list(named)),
                 ("layers of the file the model has no place for", unexpected)) if names]
-    for kind, ours in (("conv", shortcuts), ("bn", shortcut_bns)):
-        theirs = unnamed[kind]
+    for kind, cls in SHORTCUTS.items():
+        theirs, ours = unnamed[kind], shortcuts[kind]
         if len(theirs) != len(ours):
-            problems.append(f"the file has {len(theirs)} unnamed shortcut {kind} layers "
+            problems.append(f"the file has {len(theirs)} unnamed shortcut {cls.__name__.lower()} layers "
                             f"({', '.join(name for name, _ in theirs) or 'none'}), the model {len(ours)}")
         pairs += [(layer, entry, weights) for (layer, weights), entry in zip(theirs, ours)]
-    state, dtypes = {}, dict(_state_dtypes(model))
+    state, dtypes = {}, {name: array.dtype for name, array in [*model.named_parameters(), *model.named_buffers()]}
     for keras_name, (our_path, layer), weights in pairs:
         layout = KERAS_WEIGHTS[type(layer)]
         if set(weights) != set(layout):
             problems.append(f"{keras_name}: weights {sorted(weights)}, expected {sorted(layout)} for {our_path}")
             continue
-        for keras_weight, (ours, convert) in layout.items():
+        for keras_weight, (ours, axes) in layout.items():
             name, array = f"{our_path}.{ours}", weights[keras_weight]
             bad = bad_values(f"{keras_name}/{keras_weight}", array)
-            if bad is not None:
+            if bad is None and array.ndim != len(axes):
+                bad = f"{keras_name}/{keras_weight}: an array of shape {array.shape} cannot be {name}"
+            if bad is None:
+                state[name] = array.transpose(axes).astype(dtypes[name])
+            else:
                 problems.append(bad)
-                continue
-            try:
-                state[name] = convert(array).astype(dtypes[name])
-            except ValueError:  # a transpose of an array with the wrong number of axes
-                problems.append(f"{keras_name}/{keras_weight}: an array of shape {array.shape} cannot be {name}")
     refuse("load_keras_weights", path, problems)
     try:
         model.load_state_dict(state)
     except ValueError as err:
         raise ValueError(f"load_keras_weights: {path!r}: the file's weights do not fit this model "
                          f"(built with other options?): {err}") from err
-
-
-def _state_dtypes(model):
-    """(name, dtype) for every parameter and buffer of the model."""
-    yield from ((name, p.dtype) for name, p in model.named_parameters())
-    yield from ((name, array.dtype) for name, array in model.named_buffers())

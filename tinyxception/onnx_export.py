@@ -31,11 +31,6 @@ from .nn import (ELU, BatchNorm2d, Conv2d, DepthwiseConv2d, Dropout, GlobalAvgPo
 OPSET = 17
 
 
-def _onnx_pads(pads) -> list[int]:
-    """Ours ((top, bottom), (left, right)) -> ONNX's [top, left, bottom, right]."""
-    return [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
-
-
 class _Graph:
     """The nodes and initializers of the graph being built; ``emit`` adds one module."""
 
@@ -70,9 +65,9 @@ class _Graph:
 
 def _window(g, op, m, path, x, shape, kernel, channels, **attributes):
     """Conv or MaxPool: a kernel moved by m.stride over the input padded as m.padding says, for this input size."""
-    pads, size = window_geometry(shape, kernel, m.stride, m.padding, path)
+    ((top, bottom), (left, right)), size = window_geometry(shape, kernel, m.stride, m.padding, path)
     return g.node(op, [x, *g.state(m, path)], path, kernel_shape=kernel, strides=[m.stride] * 2,
-                  pads=_onnx_pads(pads), **attributes), (channels, *size)
+                  pads=[top, left, bottom, right], **attributes), (channels, *size)  # ONNX's order of the pads
 
 
 def _conv(g, m, path, x, shape):

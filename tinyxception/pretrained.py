@@ -19,7 +19,6 @@ forward pass in evaluation mode, and ``decode_predictions``: per class its index
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from importlib import resources
@@ -71,9 +70,8 @@ def fetch_weights(include_top: bool = True) -> str:
 def load_weights(model, weights) -> None:
     """Fill `model` (a tx.Xception) with ``weights="imagenet"`` (fetched, cached) or a Keras file at a path."""
     if weights == "imagenet":  # refuse a model they cannot fit before downloading 88 MB
-        config = dataclasses.asdict(model.config)
-        wrong = {k: config[k] for k, v in PAPER.items()
-                 if config[k] != v and (model.config.include_top or k != "num_classes")}
+        wrong = {k: getattr(model.config, k) for k, v in PAPER.items()
+                 if getattr(model.config, k) != v and (model.config.include_top or k != "num_classes")}
         if wrong:
             raise ValueError(f"Xception: weights='imagenet' need the paper's options {PAPER}, got {wrong}")
     load_keras_weights(model, fetch_weights(model.config.include_top) if weights == "imagenet" else weights)

@@ -10,10 +10,6 @@ PAPER_CHANNELS = {"conv1": 32, "conv2": 64, "block2": 128, "block3": 256, "block
                   "block13": 1024, "block14_1": 1536, "block14_2": 2048}
 """Channel counts of Fig. 5; ``width`` multiplies each of them. The middle flow keeps block4's 728."""
 
-POOLINGS = ("avg", "max")
-"""The global poolings before the classifier: average (the paper's) or maximum."""
-
-
 @dataclasses.dataclass(frozen=True)
 class XceptionConfig:
     """Every weight-free choice of an Xception network, checked once; the defaults are the paper's network.
@@ -45,7 +41,7 @@ class XceptionConfig:
         check_number(self.dropout, "Xception: dropout", 0, 1, "[)")
         check_number(self.bn_momentum, "Xception: bn_momentum", 0, 1)
         check_padding(self.stem_padding, "Xception: stem_padding")
-        if self.pooling not in (None, *POOLINGS):
+        if self.pooling not in (None, "avg", "max"):  # the global pooling before the classifier
             raise ValueError(f"Xception: pooling must be 'avg', 'max' or None, got {self.pooling!r}")
         if self.include_top and self.pooling is None:
             raise ValueError("Xception: the classifier (include_top=True) needs pooling='avg' or 'max'")

@@ -16,7 +16,9 @@ layer names inside each block (``sepconv1``, ``sepconv1_bn``, ``sepconv2_act`` .
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 
 from .. import backend
 from ..autograd import Tensor
@@ -24,13 +26,11 @@ from ..checks import expect_channels, image_batch, window_geometry
 from ..memory import check_memory
 from ..nn import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, GlobalMaxPool2d, Linear, MaxPool2d, Module, ReLU,
                   SeparableConv2d, Sequential, init)
-from .config import POOLINGS as POOLING_NAMES, XceptionConfig
+from .config import XceptionConfig
 
 MIN_FINAL_SIZE = 3
 """The exit flow must end on at least a 3x3 map, so block 14's 3x3 convolutions see a full window of real
 pixels. For the paper network this gives Keras' minimum input of 71x71 (71 -> 35 -> 33 -> 17 -> 9 -> 5 -> 3)."""
-
-POOLINGS = dict(zip(POOLING_NAMES, (GlobalAvgPool2d, GlobalMaxPool2d)))
 
 SMALL_BN_MOMENTUM = 0.1
 """BatchNorm momentum of ``Xception.small``, for runs of a few hundred steps. With Keras' 0.01 (the paper
@@ -39,48 +39,49 @@ a short run, so evaluation-mode accuracy stays at chance (measured on digits: at
 training accuracy reached 99.9%; see docs/training.md)."""
 
 
+def separable(in_channels: int, out_channels: int, config: XceptionConfig, rng) -> tuple[Module, Module]:
+    """(Sep, BN): a separable conv as `config` says (depthwise or grouped, activation inside or not), its BatchNorm."""
+    return (SeparableConv2d(in_channels, out_channels, groups=config.groups, rng=rng,
+                            intermediate_activation=config.intermediate_activation),
+            BatchNorm2d(out_channels, momentum=config.bn_momentum))
+
+
 class EntryStem(Sequential):
     """Block 1: two plain 3x3 convolutions (32 then 64 channels), each with BN and ReLU."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int, padding, rng,
-                 bn_momentum: float = 0.01):
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int,
+                 config: XceptionConfig = XceptionConfig(), rng=None):
+        padding, momentum = config.stem_padding, config.bn_momentum
         super().__init__(
-            conv1=Conv2d(in_channels, mid_channels, 3, stride=stride, padding=padding, rng=rng),
-            conv1_bn=BatchNorm2d(mid_channels, momentum=bn_momentum),
-            conv1_act=ReLU(),
+            conv1=Conv2d(in_channels, mid_channels, 3, stride=config.stem_stride, padding=padding, rng=rng),
+            conv1_bn=BatchNorm2d(mid_channels, momentum=momentum), conv1_act=ReLU(),
             conv2=Conv2d(mid_channels, out_channels, 3, padding=padding, rng=rng),
-            conv2_bn=BatchNorm2d(out_channels, momentum=bn_momentum),
-            conv2_act=ReLU(),
-        )
+            conv2_bn=BatchNorm2d(out_channels, momentum=momentum), conv2_act=ReLU())
 
 
 class DownBlock(Module):
     """Entry blocks 2-4 and exit block 13: two separable convs and a stride-2 max pool, plus a shortcut.
 
         main(x) = [ReLU] Sep, BN, ReLU, Sep, BN, MaxPool 3x3 s2 "same"
-        out     = main(x) + BN(Conv 1x1 s2 (x))          (just main(x) when residual=False)
+        out     = main(x) + BN(Conv 1x1 s2 (x))          (just main(x) when config.residual is False)
 
     Block 2 has no leading ReLU (its input has just been through one). The shortcut reads the
     block's input x before any ReLU, which is why ReLU returns a new tensor instead of editing x.
     """
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, leading_relu: bool = True,
-                 stride: int = 2, residual: bool = True, groups=None, intermediate_activation=None, rng=None,
-                 bn_momentum: float = 0.01):
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int,
+                 config: XceptionConfig = XceptionConfig(), rng=None, leading_relu: bool = True, stride: int = 2):
         super().__init__()
-        sep = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
-        self.leading_relu, self.residual = leading_relu, residual
+        self.leading_relu, self.residual = leading_relu, config.residual
         if leading_relu:
             self.sepconv1_act = ReLU()
-        self.sepconv1 = SeparableConv2d(in_channels, mid_channels, **sep)
-        self.sepconv1_bn = BatchNorm2d(mid_channels, momentum=bn_momentum)
+        self.sepconv1, self.sepconv1_bn = separable(in_channels, mid_channels, config, rng)
         self.sepconv2_act = ReLU()
-        self.sepconv2 = SeparableConv2d(mid_channels, out_channels, **sep)
-        self.sepconv2_bn = BatchNorm2d(out_channels, momentum=bn_momentum)
+        self.sepconv2, self.sepconv2_bn = separable(mid_channels, out_channels, config, rng)
         self.pool = MaxPool2d(3, stride=stride, padding="same")
-        if residual:
+        if self.residual:
             self.shortcut = Conv2d(in_channels, out_channels, 1, stride=stride, padding="same", rng=rng)
-            self.shortcut_bn = BatchNorm2d(out_channels, momentum=bn_momentum)
+            self.shortcut_bn = BatchNorm2d(out_channels, momentum=config.bn_momentum)
 
     def forward(self, x):
         y = self.sepconv1_act(x) if self.leading_relu else x
@@ -93,27 +94,23 @@ class DownBlock(Module):
         return f"residual={self.residual}"
 
 
-class MiddleBlock(Module):
+class MiddleBlock(Sequential):
     """One of the middle flow's blocks: out = x + 3 x (ReLU, Sep, BN), channels and size unchanged.
 
     Each block is a new object with its own weights: reusing one block object eight times would
     silently share its weights (a trap seen in public implementations).
     """
 
-    def __init__(self, channels: int, residual: bool = True, groups=None, intermediate_activation=None, rng=None,
-                 bn_momentum: float = 0.01):
-        super().__init__()
-        self.residual = residual
+    def __init__(self, channels: int, config: XceptionConfig = XceptionConfig(), rng=None):
+        layers = {}
         for i in (1, 2, 3):
-            setattr(self, f"sepconv{i}_act", ReLU())
-            setattr(self, f"sepconv{i}", SeparableConv2d(channels, channels, groups=groups, rng=rng,
-                                                         intermediate_activation=intermediate_activation))
-            setattr(self, f"sepconv{i}_bn", BatchNorm2d(channels, momentum=bn_momentum))
+            sep, bn = separable(channels, channels, config, rng)
+            layers |= {f"sepconv{i}_act": ReLU(), f"sepconv{i}": sep, f"sepconv{i}_bn": bn}
+        super().__init__(**layers)
+        self.residual = config.residual
 
     def forward(self, x):
-        y = self.sepconv1_bn(self.sepconv1(self.sepconv1_act(x)))
-        y = self.sepconv2_bn(self.sepconv2(self.sepconv2_act(y)))
-        y = self.sepconv3_bn(self.sepconv3(self.sepconv3_act(y)))
+        y = super().forward(x)  # the three (ReLU, Sep, BN) in order
         return x + y if self.residual else y
 
     def extra_repr(self) -> str:
@@ -123,17 +120,12 @@ class MiddleBlock(Module):
 class ExitTail(Sequential):
     """Block 14: Sep 1536, BN, ReLU, Sep 2048, BN, ReLU (no shortcut, no pool)."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, groups=None,
-                 intermediate_activation=None, rng=None, bn_momentum: float = 0.01):
-        sep = {"groups": groups, "intermediate_activation": intermediate_activation, "rng": rng}
-        super().__init__(
-            sepconv1=SeparableConv2d(in_channels, mid_channels, **sep),
-            sepconv1_bn=BatchNorm2d(mid_channels, momentum=bn_momentum),
-            sepconv1_act=ReLU(),
-            sepconv2=SeparableConv2d(mid_channels, out_channels, **sep),
-            sepconv2_bn=BatchNorm2d(out_channels, momentum=bn_momentum),
-            sepconv2_act=ReLU(),
-        )
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int,
+                 config: XceptionConfig = XceptionConfig(), rng=None):
+        sep1, bn1 = separable(in_channels, mid_channels, config, rng)
+        sep2, bn2 = separable(mid_channels, out_channels, config, rng)
+        super().__init__(sepconv1=sep1, sepconv1_bn=bn1, sepconv1_act=ReLU(),
+                         sepconv2=sep2, sepconv2_bn=bn2, sepconv2_act=ReLU())
 
 
 class Xception(Module):
@@ -166,25 +158,19 @@ class Xception(Module):
         super().__init__()
         self.config = config = XceptionConfig(num_classes, **options)
         c, rng = config.channels(), init.default_rng(seed)
-        opts = {"groups": config.groups, "intermediate_activation": config.intermediate_activation, "rng": rng,
-                "bn_momentum": config.bn_momentum}
-        down = {"residual": config.residual, **opts}
         self.entry_flow = Sequential(
-            block1=EntryStem(config.in_channels, c["conv1"], c["conv2"], config.stem_stride, config.stem_padding,
-                             rng, config.bn_momentum),
-            block2=DownBlock(c["conv2"], c["block2"], c["block2"], leading_relu=False, **down),
-            block3=DownBlock(c["block2"], c["block3"], c["block3"], **down),
-            block4=DownBlock(c["block3"], c["block4"], c["block4"], **down),
-        )
-        self.middle_flow = Sequential(**{f"block{5 + i}": MiddleBlock(c["block4"], config.residual, **opts)
+            block1=EntryStem(config.in_channels, c["conv1"], c["conv2"], config, rng),
+            block2=DownBlock(c["conv2"], c["block2"], c["block2"], config, rng, leading_relu=False),
+            block3=DownBlock(c["block2"], c["block3"], c["block3"], config, rng),
+            block4=DownBlock(c["block3"], c["block4"], c["block4"], config, rng))
+        self.middle_flow = Sequential(**{f"block{5 + i}": MiddleBlock(c["block4"], config, rng)
                                          for i in range(config.middle_blocks)})
         last = 5 + config.middle_blocks
         self.exit_flow = Sequential(**{
-            f"block{last}": DownBlock(c["block4"], c["block4"], c["block13"], stride=config.exit_stride, **down),
-            f"block{last + 1}": ExitTail(c["block13"], c["block14_1"], c["block14_2"], **opts),
-        })
+            f"block{last}": DownBlock(c["block4"], c["block4"], c["block13"], config, rng, stride=config.exit_stride),
+            f"block{last + 1}": ExitTail(c["block13"], c["block14_1"], c["block14_2"], config, rng)})
         if config.pooling is not None:
-            self.global_pool = POOLINGS[config.pooling]()
+            self.global_pool = {"avg": GlobalAvgPool2d, "max": GlobalMaxPool2d}[config.pooling]()
         if config.include_top:
             self.dropout = Dropout(config.dropout, rng=rng)
             self.predictions = Linear(c["block14_2"], config.num_classes, rng=rng)
@@ -225,27 +211,20 @@ class Xception(Module):
         ``entry_flow.block3`` 37, ``entry_flow.block4`` 19, ``exit_flow.block13`` 10 for the paper
         network at 299. Raises ValueError when a kernel does not fit.
         """
-        def out(n, stride, padding, op):
-            return window_geometry((n, n), (3, 3), stride, padding, op)[1][0]
-
-        n = out(size, self.config.stem_stride, self.config.stem_padding, "block1.conv1")
-        sizes = {"entry_flow.block1.conv1": n}
-        n = sizes["entry_flow.block1.conv2"] = out(n, 1, self.config.stem_padding, "block1.conv2")
-        for path, block in self.blocks():
-            if isinstance(block, DownBlock):
-                n = sizes[path] = out(n, block.pool.stride, "same", path)
+        stem = self.entry_flow.block1
+        layers = [("entry_flow.block1.conv1", stem.conv1), ("entry_flow.block1.conv2", stem.conv2)]
+        layers += [(path, block.pool) for path, block in self.blocks() if isinstance(block, DownBlock)]
+        sizes, n = {}, size
+        for path, layer in layers:  # every one of them is 3x3
+            n = sizes[path] = window_geometry((n, n), (3, 3), layer.stride, layer.padding, path)[1][0]
         return sizes
 
     def _smallest_input(self) -> int:
         """The smallest side for which every layer fits and the exit flow ends at least MIN_FINAL_SIZE wide."""
-        size = 1
-        while True:
-            try:
+        for size in itertools.count(1):
+            with contextlib.suppress(ValueError):  # a kernel does not fit yet
                 if list(self.feature_sizes(size).values())[-1] >= MIN_FINAL_SIZE:
                     return size
-            except ValueError:
-                pass
-            size += 1
 
     def blocks(self) -> list[tuple[str, Module]]:
         """("entry_flow.block1", module), ... for the paper's modules block1 ... block14, in order."""

@@ -26,19 +26,15 @@ def default_rng(seed=None):
     return np.random.default_rng(seed)
 
 
-def keras_fans(keras_shape) -> tuple[int, int]:
-    """(fan_in, fan_out) the way Keras computes them for a kernel in its layout (..., in, out)."""
-    receptive = math.prod(keras_shape[:-2]) if len(keras_shape) > 2 else 1
-    return keras_shape[-2] * receptive, keras_shape[-1] * receptive
-
-
 def glorot_uniform(shape, keras_shape, rng, dtype="float32"):
     """An array of `shape` drawn from U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
 
-    `keras_shape` is the same kernel in Keras' layout, which fixes the fans; the values are
-    i.i.d., so drawing them directly in our layout gives the same distribution.
+    `keras_shape` is the same kernel in Keras' layout (..., in, out), which fixes the fans (the module's table;
+    the receptive field of a Dense kernel (in, out) is 1); the values are i.i.d., so drawing them directly in
+    our layout gives the same distribution.
     """
-    fan_in, fan_out = keras_fans(keras_shape)
+    receptive = math.prod(keras_shape[:-2])
+    fan_in, fan_out = keras_shape[-2] * receptive, keras_shape[-1] * receptive
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 

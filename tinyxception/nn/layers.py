@@ -60,16 +60,11 @@ class ELU(Module):
         return f"alpha={self.alpha}"
 
 
-_ACTIVATIONS = {"relu": ReLU, "elu": ELU}
-
-
 def make_activation(name: str | None) -> Module | None:
     """ReLU() for "relu", ELU() for "elu", None for None (no activation)."""
-    if name is None:
-        return None
-    if name not in _ACTIVATIONS:
+    if name not in (None, "relu", "elu"):
         raise ValueError(f"activation must be None, 'relu' or 'elu', got {name!r}")
-    return _ACTIVATIONS[name]()
+    return None if name is None else {"relu": ReLU, "elu": ELU}[name]()
 
 
 class MaxPool2d(Module):

@@ -42,14 +42,10 @@ class Parameter(Tensor):
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, device={self.device!r})"
 
 
-LISTED = 2
-"""How many items an error message lists before it says how many more there are (a message stays a few lines)."""
-
-
-def listing(title: str, items: list[str]) -> str:
-    """'title (2): a, b', or 'title (40): a, b and 38 more' for a long list."""
-    more = f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
-    return f"{title} ({len(items)}): {', '.join(items[:LISTED])}{more}"
+def listing(title: str, items: list[str], shown: int = 2) -> str:
+    """'title (2): a, b', or 'title (40): a, b and 38 more' for a long list (a message stays a few lines)."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return f"{title} ({len(items)}): {', '.join(items[:shown])}{more}"
 
 
 def check_module(model, who: str) -> None:
@@ -62,39 +58,33 @@ class Module:
     """Base class of every layer and network: subclasses set attributes in ``__init__`` and write ``forward``."""
 
     def __init__(self):
-        object.__setattr__(self, "_parameters", {})
-        object.__setattr__(self, "_buffers", {})
-        object.__setattr__(self, "_modules", {})
-        object.__setattr__(self, "training", True)
+        self.__dict__.update(_parameters={}, _buffers={}, _modules={}, training=True)
 
     # --- registration -------------------------------------------------------
     def __setattr__(self, name, value):
+        """Parameters, submodules and (already registered) buffers go to their registry, anything else is a plain
+        attribute; a name lives in one place only, so assigning over an entry of another kind replaces it."""
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         if name in self._parameters and not isinstance(value, Parameter):
             raise TypeError(f"{type(self).__name__}.{name} is a Parameter; assign a Parameter, "
                             f"or change its values with .data, got {type(value).__name__}")
-        if isinstance(value, Parameter):
-            registry = self._parameters
-        elif isinstance(value, Module):
-            registry = self._modules
-        elif name in self._buffers:
-            registry = self._buffers
-        else:
-            self._modules.pop(name, None)
-            object.__setattr__(self, name, value)
-            return
+        kinds = ((self._parameters, isinstance(value, Parameter)), (self._modules, isinstance(value, Module)),
+                 (self._buffers, name in self._buffers))
+        registry = next((registry for registry, chosen in kinds if chosen), None)
         for other in (self._parameters, self._buffers, self._modules):
             if other is not registry:
                 other.pop(name, None)
-        self.__dict__.pop(name, None)
-        registry[name] = value
+        if registry is None:  # through object: also Python's own attributes (``__class__``), properties
+            object.__setattr__(self, name, value)
+        else:
+            self.__dict__.pop(name, None)
+            registry[name] = value
 
     def __getattr__(self, name):  # only called when normal lookup fails
         for registry in ("_parameters", "_buffers", "_modules"):
-            entries = self.__dict__.get(registry, {})
-            if name in entries:
-                return entries[name]
+            if name in self.__dict__.get(registry, {}):
+                return self.__dict__[registry][name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __delattr__(self, name):
@@ -129,7 +119,7 @@ class Module:
     def train(self, mode: bool = True) -> "Module":
         """Training mode for this module and all below it (BatchNorm uses batch statistics, dropout drops)."""
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            module.training = bool(mode)
         return self
 
     def eval(self) -> "Module":
@@ -158,14 +148,20 @@ class Module:
         """This module and every module below it."""
         return (module for _, module in self.named_modules())
 
+    def _named(self, *registries: str):
+        """(dotted name, value) for the entries of the given registries of every module, module by module."""
+        for prefix, module in self.named_modules():
+            for registry in registries:
+                for name, value in getattr(module, registry).items():
+                    yield (f"{prefix}.{name}" if prefix else name), value
+
     def named_parameters(self):
         """(dotted name, Parameter) for every trainable tensor; a Parameter shared by two layers is listed once."""
         seen = set()
-        for prefix, module in self.named_modules():
-            for name, p in module._parameters.items():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{prefix}.{name}" if prefix else name), p
+        for name, p in self._named("_parameters"):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
 
     def parameters(self):
         """Every trainable Parameter once, in the order the layers were built (what an optimizer updates)."""
@@ -173,9 +169,7 @@ class Module:
 
     def named_buffers(self):
         """(dotted name, array) for the non-trained state (BatchNorm running mean and variance)."""
-        for prefix, module in self.named_modules():
-            for name, array in module._buffers.items():
-                yield (f"{prefix}.{name}" if prefix else name), array
+        return self._named("_buffers")
 
     def zero_grad(self) -> None:
         """Forget the gradients of all parameters."""
@@ -183,21 +177,17 @@ class Module:
             p.grad = None
 
     # --- state ----------------------------------------------------------------
-    def _state_entries(self):
-        """(dotted name, owning module, attribute, array) for every parameter and buffer, module by module."""
-        for prefix, module in self.named_modules():
-            dot = f"{prefix}." if prefix else ""
-            for name, p in module._parameters.items():
-                yield dot + name, module, name, p.data
-            for name, array in module._buffers.items():
-                yield dot + name, module, name, array
+    def _state(self) -> dict:
+        """{dotted name: array} of every parameter's data and buffer, module by module (the arrays themselves)."""
+        return {name: value.data if isinstance(value, Parameter) else value
+                for name, value in self._named("_parameters", "_buffers")}
 
     def state_dict(self) -> dict:
         """{dotted name: array} for all parameters and buffers, as COPIES on the module's device.
 
         Copies, so a saved state does not change when training goes on; ``tx.save`` writes it.
         """
-        return {name: array.copy() for name, _, _, array in self._state_entries()}
+        return {name: array.copy() for name, array in self._state().items()}
 
     def load_state_dict(self, state: dict) -> None:
         """Copy every array of `state` into the matching parameter or buffer, in place.
@@ -210,28 +200,24 @@ class Module:
         if not isinstance(state, Mapping):
             raise TypeError(f"{type(self).__name__}.load_state_dict: state must be a dict {{name: array}} as "
                             f"state_dict() returns, got {type(state).__name__}")
-        entries = {name: (module, attr, array) for name, module, attr, array in self._state_entries()}
+        entries = self._state()
         given = {name: (value.data if isinstance(value, Tensor) else value) for name, value in state.items()}
-        missing = [name for name in entries if name not in given]
-        unexpected = [name for name in given if name not in entries]
         mismatched = []
         for name, value in given.items():
-            if name not in entries:
-                continue
-            target = entries[name][2]
-            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            target = entries.get(name)
+            if target is not None and not (hasattr(value, "shape") and hasattr(value, "dtype")):
                 mismatched.append(f"{name} (expected an array, got {type(value).__name__})")
-            elif tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
-                dtypes = ("", "") if value.dtype == target.dtype else (f" {target.dtype}", f" {value.dtype}")
-                mismatched.append(f"{name} (expected {tuple(target.shape)}{dtypes[0]}, "
-                                  f"got {tuple(value.shape)}{dtypes[1]})")
-        if missing or unexpected or mismatched:
-            problems = [listing(title, items) for title, items in
-                        (("missing keys", missing), ("unexpected keys", unexpected),
-                         ("shape/dtype mismatches", mismatched)) if items]
+            elif target is not None and (tuple(value.shape), value.dtype) != (target.shape, target.dtype):
+                mismatched.append(f"{name} (expected {target.shape} {target.dtype}, "
+                                  f"got {tuple(value.shape)} {value.dtype})")
+        problems = [listing(title, items) for title, items in
+                    (("missing keys", [name for name in entries if name not in given]),
+                     ("unexpected keys", [name for name in given if name not in entries]),
+                     ("shape/dtype mismatches", mismatched)) if items]
+        if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict refused, nothing was changed:\n  "
                              + "\n  ".join(problems))
-        for name, (module, attr, target) in entries.items():
+        for name, target in entries.items():
             target[...] = backend.to_device(given[name], backend.device_of(target))
 
     # --- moving ---------------------------------------------------------------
