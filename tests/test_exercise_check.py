@@ -44,7 +44,7 @@ ALL_TIES_GET_THE_GRADIENT = """def max_pool2d_backward(grad, x, y, kernel, strid
             tap += grad * (window(xpad, i, j, stride, grad.shape[2:]) == y)
     return unpad(grad_xpad, pads)
 """
-MISTAKES = {  # exercise -> (module, the learner's wrong version, words the verdict must contain)
+MISTAKES = {  # mistake -> (module, the learner's wrong version, words the verdict must contain)
     "wrong padding side": ("conv", "def depthwise_conv2d_forward(x, w, stride, pads, s=depthwise_conv2d_forward):\n"
                            "    return s(x, w, stride, tuple(p[::-1] for p in pads))\n",
                            ["case 3 of 6, padding at the bottom and right only", "pads ((0, 1), (0, 1))",
@@ -71,6 +71,30 @@ MISTAKES = {  # exercise -> (module, the learner's wrong version, words the verd
     "sum instead of mean": ("pool", "def global_avg_pool2d_backward(grad, x_shape, s=global_avg_pool2d_backward):\n"
                             "    return s(grad, x_shape) * x_shape[2] * x_shape[3]\n", ["case 1 of 3", "differ"]),
     "recursive walk": ("autograd", RECURSIVE_ORDER, ["case 2 of 2, a chain of 2000 ops", "RecursionError"]),
+    "channels given to the groups in turn, not in blocks": (
+        "conv", "def conv2d_forward(x, w, stride, pads, groups, s=conv2d_forward):\n"
+                "    n, c, h, width = x.shape\n"
+                "    x = x.reshape(n, c // groups, groups, h, width).swapaxes(1, 2).reshape(x.shape)\n"
+                "    return s(x, w, stride, pads, groups)\n",
+        ["case 2 of 7, 2 groups", "groups 2", "values differ"]),
+    "grouped backward on the wrong padding side": (
+        "conv", "def conv2d_backward(g, x, w, stride, pads, groups, s=conv2d_backward):\n"
+                "    return s(g, x, w, stride, tuple(p[::-1] for p in pads), groups)\n",
+        ["case 4 of 7, padding at the bottom and right only", "dL/dx: values differ"]),
+    "biased variance in the running average": (
+        "norm", "def batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, s=batch_norm_forward):\n"
+                "    out = s(x, gamma, beta, running_mean, running_var, momentum, eps)\n"
+                "    running_var -= momentum * x.var(axis=channel_axes(x)) / (x.size // x.shape[1] - 1)\n"
+                "    return out\n",
+        ["case 1 of 3, images", "running_var (updated in place): values differ"]),
+    "batch statistics in evaluation mode": (
+        "norm", "def batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps):\n"
+                "    return batch_norm_forward(x, gamma, beta, running_mean.copy(), running_var.copy(), 0.1, eps)[0]\n",
+        ["case 1 of 3, images", "running statistics unlike the batch's", "values differ"]),
+    "max pool padded with zeros": (
+        "pool", "def max_pool2d_forward(x, kernel, stride, pads, s=max_pool2d_forward):\n"
+                "    return s(pad(x, pads), kernel, stride, ((0, 0), (0, 0)))\n",
+        ["case 2 of 6, all inputs negative, padded (pad with -inf, not 0)", "values differ"]),
 }
 
 

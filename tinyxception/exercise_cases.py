@@ -18,9 +18,14 @@ from .kernels import tier
 from .kernels.geometry import output_size
 
 np = backend.cpu_module()
-OUTPUTS = {"depthwise_conv2d_backward": ("dL/dx", "dL/dw"), "pointwise_conv2d_backward": ("dL/dx", "dL/dw"),
-           "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta")}
-"""exercise -> the names of the arrays it returns, for the messages (which gradient is wrong)."""
+OUTPUTS = {**dict.fromkeys(("depthwise_conv2d_backward", "pointwise_conv2d_backward", "conv2d_backward"),
+                           ("dL/dx", "dL/dw")),
+           "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta"),
+           "batch_norm_forward": ("y", "mean", "inv_std", "running_mean (updated in place)",
+                                  "running_var (updated in place)")}
+"""exercise -> the names of the arrays it returns, then of those it updates in place, for the messages."""
+UPDATED = {"batch_norm_forward": (3, 4)}
+"""exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)."""
 TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}
 """dtype -> (rtol, atol) of the comparison with the reference."""
 
@@ -41,13 +46,17 @@ def _normal(rng, shape, dtype="float64"):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _conv_case(title, backward, x_shape, kernel=None, stride=1, pads=((0, 0), (0, 0)), dtype="float64"):
-    """A depthwise case (with a kernel) or a pointwise one (kernel None, C_out = C_in + 1)."""
+def _conv_case(title, backward, x_shape, kernel=None, stride=1, pads=((0, 0), (0, 0)), dtype="float64",
+               groups=None):
+    """A depthwise case (a kernel), a pointwise one (no kernel, C_out = C_in + 1) or a grouped one (a kernel and
+    `groups`, C_out = 2 C_in)."""
     c = x_shape[1]
-    w_shape = (c, 1, *kernel) if kernel else (c + 1, c, 1, 1)
-    out = (c, *output_size(x_shape, kernel, stride, pads)) if kernel else (c + 1, *x_shape[2:])
-    extra = (stride, pads) if kernel else ()
-    label = f"{title}: x {x_shape} {dtype}, w {w_shape}" + (f", stride {stride}, pads {pads}" if kernel else "")
+    c_out = c + 1 if kernel is None else 2 * c if groups else c
+    w_shape = (c_out, c, 1, 1) if kernel is None else (c_out, c // (groups or c), *kernel)
+    out = (c_out, *(output_size(x_shape, kernel, stride, pads) if kernel else x_shape[2:]))
+    extra = () if kernel is None else (stride, pads) + ((groups,) if groups else ())
+    label = f"{title}: x {x_shape} {dtype}, w {w_shape}" + (f", stride {stride}, pads {pads}" if kernel else "") \
+        + (f", groups {groups}" if groups else "")
 
     def make(rng):
         x, w = _normal(rng, x_shape, dtype), _normal(rng, w_shape, dtype)
@@ -65,27 +74,65 @@ def _depthwise_cases(backward):
         ("float32", (2, 2, 6, 6), (3, 3), 2, ((1, 1), (1, 1)), "float32"))]
 
 
+def _grouped_cases(backward):
+    return [_conv_case(title, backward, shape, kernel, stride, pads, dtype, groups)
+            for title, shape, kernel, stride, pads, groups, dtype in (
+        ("regular conv (groups 1)", (2, 3, 5, 5), (3, 3), 1, ((0, 0), (0, 0)), 1, "float64"),
+        ("2 groups", (1, 4, 5, 6), (3, 3), 1, ((1, 1), (1, 1)), 2, "float64"),
+        ("one group per channel", (1, 3, 5, 5), (3, 3), 1, ((1, 1), (1, 1)), 3, "float64"),
+        ("padding at the bottom and right only", (1, 4, 6, 6), (3, 3), 1, ((0, 1), (0, 1)), 2, "float64"),
+        ("stride 2", (2, 4, 7, 6), (3, 3), 2, ((0, 1), (1, 1)), 2, "float64"),
+        ("non-square kernel", (1, 2, 5, 6), (2, 3), 1, ((0, 0), (1, 1)), 1, "float64"),
+        ("float32", (2, 4, 6, 6), (3, 3), 2, ((1, 1), (1, 1)), 2, "float32"))]
+
+
 def _pointwise_cases(backward):
     return [_conv_case(title, backward, shape, dtype=dtype) for title, shape, dtype in (
         ("one image", (1, 3, 4, 4), "float64"), ("two images, non-square", (2, 4, 3, 5), "float64"),
         ("float32", (2, 3, 2, 3), "float32"))]
 
 
-def _batch_norm_case(title, shape, dtype="float64"):
-    def make(rng):
-        x = _normal(rng, shape, dtype) * 2 + 1
-        axes = (0,) + tuple(range(2, len(shape)))
-        inv_std = (1 / np.sqrt(x.var(axis=axes) + 1e-3)).astype(dtype)
-        return (_normal(rng, shape, dtype), x, x.mean(axis=axes), inv_std, _normal(rng, shape[1:2], dtype))
-    return Case(f"{title}: x {shape} {dtype} (mean and inv_std of this batch, eps 1e-3)", make)
+_BATCH_NORM = {"forward": "momentum 0.1, eps 1e-3",
+               "inference_forward": "running statistics unlike the batch's, eps 1e-3", "backward": "mean and inv_std of this batch, eps 1e-3"}
 
 
-def _max_pool_case(title, shape, kernel, stride, pads, ties=False, dtype="float64"):
+def _batch_norm_cases(kind):
+    """Batch-norm cases of a `kind` of _BATCH_NORM: the arguments of that kernel."""
+    def case(title, shape, dtype="float64"):
+        def make(rng):
+            x = _normal(rng, shape, dtype) * 2 + 1
+            gamma, beta, mean = (_normal(rng, shape[1:2], dtype) for _ in range(3))
+            running = (mean, rng.uniform(0.5, 2, shape[1:2]).astype(dtype))
+            if kind != "backward":
+                return (x, gamma, beta, *running) + ((0.1,) if kind == "forward" else ()) + (1e-3,)
+            axes = (0,) + tuple(range(2, len(shape)))
+            inv_std = (1 / np.sqrt(x.var(axis=axes) + 1e-3)).astype(dtype)
+            return _normal(rng, shape, dtype), x, x.mean(axis=axes), inv_std, gamma
+        return Case(f"{title}: x {shape} {dtype} ({_BATCH_NORM[kind]})", make)
+    return [case("images", (4, 3, 2, 5)), case("features", (8, 3)), case("float32", (4, 2, 3, 3), "float32")]
+
+
+def _max_pool_case(backward, title, shape, kernel, stride, pads, values="normal", dtype="float64"):
+    """A max-pool case; `values` "normal", "ties" (the integers 0..3) or "negative" (all below zero)."""
     def make(rng):
-        x = rng.integers(0, 4, size=shape).astype(dtype) if ties else _normal(rng, shape, dtype)
+        x = rng.integers(0, 4, size=shape).astype(dtype) if values == "ties" else _normal(rng, shape, dtype)
+        x = x - 10 if values == "negative" else x
+        if not backward:
+            return x, kernel, stride, pads
         y = tier("reference")["max_pool2d_forward"](x, kernel, stride, pads)
         return (_normal(rng, y.shape, dtype), x, y, kernel, stride, pads)
     return Case(f"{title}: x {shape} {dtype}, kernel {kernel}, stride {stride}, pads {pads}", make)
+
+
+def _max_pool_cases(backward):
+    first = [("no ties", (2, 3, 7, 7), (3, 3), 2, ((1, 1), (1, 1)))] if backward else [
+        ("no padding", (2, 3, 6, 6), (2, 2), 2, ((0, 0), (0, 0))),
+        ("all inputs negative, padded (pad with -inf, not 0)", (1, 2, 5, 6), (3, 2), 2, ((1, 1), (0, 1)), "negative")]
+    return [_max_pool_case(backward, *spec) for spec in first + [
+        ("ties (few distinct values)", (2, 3, 6, 7), (3, 3), 2, ((0, 1), (1, 1)), "ties"),
+        ("overlapping windows, stride 1", (1, 2, 5, 5), (3, 3), 1, ((1, 1), (1, 1))),
+        ("padding at the bottom and right only", (1, 2, 6, 6), (3, 3), 2, ((0, 1), (0, 1))),
+        ("float32", (1, 2, 5, 5), (2, 2), 2, ((0, 1), (0, 1)), "normal", "float32")]]
 
 
 def _graph_case(title, depth=1):
@@ -107,14 +154,9 @@ CASES: dict[str, list[Case]] = {
     "depthwise_conv2d_backward": _depthwise_cases(backward=True),
     "pointwise_conv2d_forward": _pointwise_cases(backward=False),
     "pointwise_conv2d_backward": _pointwise_cases(backward=True),
-    "batch_norm_backward": [_batch_norm_case("images", (4, 3, 2, 5)), _batch_norm_case("features", (8, 3)),
-                            _batch_norm_case("float32", (4, 2, 3, 3), "float32")],
-    "max_pool2d_backward": [
-        _max_pool_case("no ties", (2, 3, 7, 7), (3, 3), 2, ((1, 1), (1, 1))),
-        _max_pool_case("ties (few distinct values)", (2, 3, 6, 7), (3, 3), 2, ((0, 1), (1, 1)), ties=True),
-        _max_pool_case("overlapping windows, stride 1", (1, 2, 5, 5), (3, 3), 1, ((1, 1), (1, 1))),
-        _max_pool_case("padding at the bottom and right only", (1, 2, 6, 6), (3, 3), 2, ((0, 1), (0, 1))),
-        _max_pool_case("float32", (1, 2, 5, 5), (2, 2), 2, ((0, 1), (0, 1)), dtype="float32")],
+    "conv2d_forward": _grouped_cases(backward=False), "conv2d_backward": _grouped_cases(backward=True),
+    **{f"batch_norm_{kind}": _batch_norm_cases(kind) for kind in ("forward", "inference_forward", "backward")},
+    "max_pool2d_forward": _max_pool_cases(backward=False), "max_pool2d_backward": _max_pool_cases(backward=True),
     "global_avg_pool2d_backward": [Case(f"x {shape} {dtype}", lambda rng, s=shape, d=dtype: (_normal(rng, s[:2], d), s))
                                    for shape, dtype in (((2, 3, 4, 5), "float64"), ((1, 2, 1, 1), "float64"),
                                                         ((2, 2, 3, 3), "float32"))],
@@ -159,8 +201,12 @@ def difference(result, expected, names=()) -> str | None:
 
 def case_failure(name: str, function, case: Case) -> str | None:
     """Why `function` (a kernel named `name`) fails `case`, or None when it passes. Errors propagate."""
-    arguments = case.arguments()
+    arguments, theirs = case.arguments(), case.arguments()
     result = function(*arguments)
     if name == "topological_order":
         return _order_problem(result, *arguments)
-    return difference(result, tier("reference")[name](*case.arguments()), OUTPUTS.get(name, ()))
+    expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
+    if updated:  # what a kernel updates in place is part of its result
+        result = (*result, *(arguments[k] for k in updated)) if isinstance(result, (tuple, list)) else result
+        expected = (*expected, *(theirs[k] for k in updated))
+    return difference(result, expected, OUTPUTS.get(name, ()))

@@ -47,15 +47,18 @@ class Exercise:
                 f"pytest --exercises -m ex_{self.name}; the chapter: pytest --exercises -m {self.chapter})")
 
 
-_CONV = ("conv", "ch2_conv", "02_depthwise_pointwise_regular_conv")
-_POOL = ("pool", "ch3_norm_pool", "04_batchnorm_relu_pooling")
-EXERCISES: dict[str, Exercise] = {name: Exercise(name, *where) for name, where in (
-    ("topological_order", ("autograd", "ch1_autograd", "01_tensors_and_autograd")),
-    ("depthwise_conv2d_forward", _CONV), ("depthwise_conv2d_backward", _CONV),
-    ("pointwise_conv2d_forward", _CONV), ("pointwise_conv2d_backward", _CONV),
-    ("batch_norm_backward", ("norm", "ch3_norm_pool", "04_batchnorm_relu_pooling")),
-    ("max_pool2d_backward", _POOL), ("global_avg_pool2d_backward", _POOL),
-)}
+_PATH = (  # (chapter, notebook that teaches it, module, its exercises): the path, each step needing only earlier ones
+    ("ch1_autograd", "01_tensors_and_autograd", "autograd", "topological_order"),
+    ("ch2_conv", "02_depthwise_pointwise_regular_conv", "conv",
+     "depthwise_conv2d_forward depthwise_conv2d_backward pointwise_conv2d_forward pointwise_conv2d_backward"),
+    ("ch2_conv", "03_inception_hypothesis_spectrum", "conv", "conv2d_forward conv2d_backward"),
+    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "norm",
+     "batch_norm_forward batch_norm_inference_forward batch_norm_backward"),
+    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "pool",
+     "max_pool2d_forward max_pool2d_backward global_avg_pool2d_backward"),
+)
+EXERCISES: dict[str, Exercise] = {name: Exercise(name, module, chapter, notebook)
+                                  for chapter, notebook, module, names in _PATH for name in names.split()}
 """name -> Exercise, in the order of the chapters."""
 
 _loaded: dict[Path, tuple[tuple[int, int], object]] = {}
