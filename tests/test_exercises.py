@@ -35,7 +35,9 @@ STUBS_SHA256 = {  # the shipped stubs; a changed stub changes its hash here too
     "autograd.py": "3f40e472af1a433e13db2ce85892df2e3220c1286bc5dd572489edd03740bce6",
     "conv.py": "100a333ed1fec2fa98c303e8d94e60ed07b64a034c755aa2fed842ac04d1a699",
     "norm.py": "9818755fb056395b574832ab97987e20f1e98773d3ade86cf9b2e512a2c26463",
-    "pool.py": "403792dd395b55dab1acf6dcd1fc07c18aa073797f428b1935aa494427e303ff",
+    "pool.py": "7e4f32a5a5f8aa3e6a1878000d192a86e1acc29de199668418b8266c5c1c8046",
+    "layers.py": "df69dfeed3d85556a738044d8c8cea24780193748b685d7e19ef60fdb9f29e82",
+    "optim.py": "b9c813691fcab4049575c6561346a85acc8edb82dc8fc6f1130862497cceb9fe",
 }
 
 
@@ -329,7 +331,8 @@ def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path):
     """The goal of the course: with a learner's folder of correct solutions (here the reference tier's files),
     tx.Xception runs on the learner's own kernels, has the paper's 22,855,952 trainable parameters, and gives
     the fast tier's logits to float32 rounding (on a 2 x 3 x 71 x 71 batch, the smallest input the network takes)
-    and, in one training-mode forward and backward, its first layer's weight gradient; every exercise was called."""
+    and, in one training-mode forward and backward, its first layer's weight gradient; with one SGD-with-momentum
+    step after it, every exercise was called."""
     import tinyxception as tx
     folder = write_reference_folder(tmp_path / "my_kernels", log=tmp_path / "called.txt")
     x = np.random.default_rng(0).standard_normal((2, 3, 71, 71)).astype(np.float32)
@@ -346,6 +349,7 @@ def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path):
             loss = F.cross_entropy(model(x), np.array([1, 2]))
             loss.backward()
             outputs[str(choice)] = logits, next(iter(model.parameters())).grad.copy(), tx.count_parameters(model)
+            tx.optim.SGD(model, lr=0.01, momentum=0.9).step()  # and the training step's update
         finally:
             exercise_mode.use_exercises(None)
     (ours, our_grad, count), (library, library_grad, _) = outputs[str(folder)], outputs["None"]

@@ -18,16 +18,16 @@ from .kernels import tier
 from .kernels.geometry import output_size
 
 np = backend.cpu_module()
+# exercise -> the names of the arrays it returns, then of those it updates in place, for the messages
 OUTPUTS = {**dict.fromkeys(("depthwise_conv2d_backward", "pointwise_conv2d_backward", "conv2d_backward"),
-                           ("dL/dx", "dL/dw")),
-           "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta"),
+                           ("dL/dx", "dL/dw")), "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta"),
            "batch_norm_forward": ("y", "mean", "inv_std", "running_mean (updated in place)",
-                                  "running_var (updated in place)")}
-"""exercise -> the names of the arrays it returns, then of those it updates in place, for the messages."""
-UPDATED = {"batch_norm_forward": (3, 4)}
-"""exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)."""
-TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}
-"""dtype -> (rtol, atol) of the comparison with the reference."""
+                                  "running_var (updated in place)"), "linear_backward": ("dL/dx", "dL/dw", "dL/db"),
+           "softmax_cross_entropy_forward": ("loss", "log_p"),
+           "sgd_momentum_step": ("velocity", "p (updated in place)")}
+# exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)
+UPDATED = {"batch_norm_forward": (3, 4), "sgd_momentum_step": (0,)}
+TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}  # dtype -> (rtol, atol) against the reference
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def _pointwise_cases(backward):
         ("float32", (2, 3, 2, 3), "float32"))]
 
 
-_BATCH_NORM = {"forward": "momentum 0.1, eps 1e-3",
-               "inference_forward": "running statistics unlike the batch's, eps 1e-3", "backward": "mean and inv_std of this batch, eps 1e-3"}
+_BATCH_NORM = {"forward": "momentum 0.1, eps 1e-3", "backward": "mean and inv_std of this batch, eps 1e-3",
+               "inference_forward": "running statistics unlike the batch's, eps 1e-3"}
 
 
 def _batch_norm_cases(kind):
@@ -135,6 +135,56 @@ def _max_pool_cases(backward):
         ("float32", (1, 2, 5, 5), (2, 2), 2, ((0, 1), (0, 1)), "normal", "float32")]]
 
 
+def _relu_cases(backward):
+    def case(title, shape, dtype="float64"):
+        def make(rng):
+            x = np.round(_normal(rng, shape, dtype), 1)  # rounded: some inputs are exactly 0
+            return (_normal(rng, shape, dtype), np.maximum(x, 0)) if backward else (x,)
+        return Case(f"{title}: x {shape} {dtype}, some x exactly 0" + ", y = relu(x)" * backward, make)
+    return [case("features", (4, 6)), case("images", (2, 3, 4, 4)), case("float32", (3, 5), "float32")]
+
+
+def _linear_cases(backward):
+    def case(title, n, bias=True, dtype="float64"):
+        def make(rng):
+            x, w, b = _normal(rng, (n, 4), dtype), _normal(rng, (3, 4), dtype), _normal(rng, (3,), dtype)
+            return (_normal(rng, (n, 3), dtype), x, w) if backward else (x, w, b if bias else None)
+        return Case(f"{title}: x ({n}, 4) {dtype}, w (3, 4)" + f", b {(3,) if bias else None}" * (not backward), make)
+    return [case("one sample", 1), case("a batch of 5", 5)] + [case("no bias (b None)", 5, False)] * (not backward) \
+        + [case("float32", 2, dtype="float32")]
+
+
+def _softmax_cases(backward):
+    def case(title, n, k, scale=1.0, dtype="float64"):
+        def make(rng):
+            logits, labels = _normal(rng, (n, k), dtype) * scale, rng.integers(0, k, n)
+            if not backward:
+                return logits, labels
+            log_p = tier("reference")["softmax_cross_entropy_forward"](logits, labels)[1]
+            return np.asarray(rng.uniform(0.5, 2), dtype), log_p, labels
+        return Case(f"{title}: logits ({n}, {k}) {dtype}" + f" times {scale:g}" * (scale != 1), make)
+    return [case("one sample", 1, 3), case("a batch of 6", 6, 4),
+            case("large logits (subtract the row max)", 4, 5, 1e4), case("float32", 3, 4, dtype="float32")]
+
+
+def _average_cases(backward):
+    def case(shape, dtype="float64"):
+        return Case(f"x {shape} {dtype}", lambda rng: (_normal(rng, shape[:2], dtype), shape) if backward
+                    else (_normal(rng, shape, dtype),))
+    return [case((2, 3, 4, 5)), case((1, 2, 1, 1)), case((2, 2, 3, 3), "float32")]
+
+
+def _sgd_cases():
+    def case(title, later=True, nesterov=False, dtype="float64"):
+        def make(rng):
+            p, g, v = (_normal(rng, (3, 4), dtype) for _ in range(3))
+            return p, g, v if later else None, 0.1, 0.9, nesterov
+        return Case(f"{title}: p (3, 4) {dtype}, lr 0.1, momentum 0.9, velocity {'(3, 4)' if later else None}, "
+                    f"nesterov {nesterov}", make)
+    return [case("the first step (velocity None, so v = g)", later=False), case("a later step"),
+            case("Nesterov, a later step", nesterov=True), case("float32", dtype="float32")]
+
+
 def _graph_case(title, depth=1):
     """A graph with a tensor used twice, a branch that needs no gradient, and a chain `depth` ops long."""
     def make(rng):
@@ -147,21 +197,17 @@ def _graph_case(title, depth=1):
     return Case(title, make)
 
 
+# exercise name -> its cases, simplest first
 CASES: dict[str, list[Case]] = {
     "topological_order": [_graph_case("a tensor used twice (c = a * b + a) and a branch without gradient"),
                           _graph_case("a chain of 2000 ops (deeper than Python's recursion limit)", 2000)],
-    "depthwise_conv2d_forward": _depthwise_cases(backward=False),
-    "depthwise_conv2d_backward": _depthwise_cases(backward=True),
-    "pointwise_conv2d_forward": _pointwise_cases(backward=False),
-    "pointwise_conv2d_backward": _pointwise_cases(backward=True),
-    "conv2d_forward": _grouped_cases(backward=False), "conv2d_backward": _grouped_cases(backward=True),
+    **{f"{op}_{kind}": cases(kind == "backward") for op, cases in (
+        ("depthwise_conv2d", _depthwise_cases), ("pointwise_conv2d", _pointwise_cases), ("conv2d", _grouped_cases),
+        ("max_pool2d", _max_pool_cases), ("global_avg_pool2d", _average_cases), ("relu", _relu_cases),
+        ("linear", _linear_cases), ("softmax_cross_entropy", _softmax_cases)) for kind in ("forward", "backward")},
     **{f"batch_norm_{kind}": _batch_norm_cases(kind) for kind in ("forward", "inference_forward", "backward")},
-    "max_pool2d_forward": _max_pool_cases(backward=False), "max_pool2d_backward": _max_pool_cases(backward=True),
-    "global_avg_pool2d_backward": [Case(f"x {shape} {dtype}", lambda rng, s=shape, d=dtype: (_normal(rng, s[:2], d), s))
-                                   for shape, dtype in (((2, 3, 4, 5), "float64"), ((1, 2, 1, 1), "float64"),
-                                                        ((2, 2, 3, 3), "float32"))],
+    "sgd_momentum_step": _sgd_cases(),
 }
-"""exercise name -> its cases, simplest first."""
 
 
 def _order_problem(order, root) -> str | None:
@@ -207,6 +253,6 @@ def case_failure(name: str, function, case: Case) -> str | None:
         return _order_problem(result, *arguments)
     expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
     if updated:  # what a kernel updates in place is part of its result
-        result = (*result, *(arguments[k] for k in updated)) if isinstance(result, (tuple, list)) else result
-        expected = (*expected, *(theirs[k] for k in updated))
+        result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))
+                            for out, given in ((result, arguments), (expected, theirs)))
     return difference(result, expected, OUTPUTS.get(name, ()))

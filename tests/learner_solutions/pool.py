@@ -31,6 +31,10 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
     return dxpad[:, :, top:top + x.shape[2], left:left + x.shape[3]]
 
 
+def global_avg_pool2d_forward(x):
+    return x.sum(axis=(2, 3)) / (x.shape[2] * x.shape[3])
+
+
 def global_avg_pool2d_backward(grad, x_shape):
     n, c, h, w = x_shape
     return np.repeat(np.repeat(grad[:, :, None, None] / (h * w), h, axis=2), w, axis=3)

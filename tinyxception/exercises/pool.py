@@ -23,6 +23,11 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
     raise todo("max_pool2d_backward")
 
 
+def global_avg_pool2d_forward(x):
+    """y[n, c] = the mean of x[n, c] over its H x W pixels: (N, C, H, W) -> (N, C), same dtype as x."""
+    raise todo("global_avg_pool2d_forward")
+
+
 def global_avg_pool2d_backward(grad, x_shape):
     """dL/dx, of shape x_shape = (N, C, H, W), given grad = dL/dy (N, C) where y[n, c] = mean of x[n, c]."""
     raise todo("global_avg_pool2d_backward")
