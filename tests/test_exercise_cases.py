@@ -91,8 +91,10 @@ def test_drawn_max_pool_backward_routes_each_gradient_to_a_maximum(_, problem):
     dL/dx sums to sum(grad) (nothing lost, nothing counted twice) whatever the kernel, stride and padding."""
     x, _w, stride, pads, _grad = problem
     kernel = _w.shape[2:]
+    # padding of at most k - 1 per side: a window entirely in the padding would have no maximum to route to
+    pads = tuple((min(before, k - 1), min(after, k - 1)) for (before, after), k in zip(pads, kernel))
+    note(f"max pool: kernel {kernel}, pads {pads}")
     y = kernels.tier("reference")["max_pool2d_forward"](x, kernel, stride, pads)
-    assume(np.all(np.isfinite(y)))  # a window entirely in the padding has no maximum to route to
     grad = np.random.default_rng(0).standard_normal(y.shape)
     grad_x = kernels.active.max_pool2d_backward(grad, x, y, kernel, stride, pads)
     assert inner(grad_x, x) == pytest.approx(inner(grad, y), rel=1e-9, abs=1e-9)

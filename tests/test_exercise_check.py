@@ -44,7 +44,7 @@ ALL_TIES_GET_THE_GRADIENT = """def max_pool2d_backward(grad, x, y, kernel, strid
             tap += grad * (window(xpad, i, j, stride, grad.shape[2:]) == y)
     return unpad(grad_xpad, pads)
 """
-MISTAKES = {  # exercise -> (module, the learner's wrong version, words the verdict must contain)
+MISTAKES = {  # mistake -> (module, the learner's wrong version, words the verdict must contain)
     "wrong padding side": ("conv", "def depthwise_conv2d_forward(x, w, stride, pads, s=depthwise_conv2d_forward):\n"
                            "    return s(x, w, stride, tuple(p[::-1] for p in pads))\n",
                            ["case 3 of 6, padding at the bottom and right only", "pads ((0, 1), (0, 1))",
@@ -71,6 +71,51 @@ MISTAKES = {  # exercise -> (module, the learner's wrong version, words the verd
     "sum instead of mean": ("pool", "def global_avg_pool2d_backward(grad, x_shape, s=global_avg_pool2d_backward):\n"
                             "    return s(grad, x_shape) * x_shape[2] * x_shape[3]\n", ["case 1 of 3", "differ"]),
     "recursive walk": ("autograd", RECURSIVE_ORDER, ["case 2 of 2, a chain of 2000 ops", "RecursionError"]),
+    "channels given to the groups in turn, not in blocks": (
+        "conv", "def conv2d_forward(x, w, stride, pads, groups, s=conv2d_forward):\n"
+                "    n, c, h, width = x.shape\n"
+                "    x = x.reshape(n, c // groups, groups, h, width).swapaxes(1, 2).reshape(x.shape)\n"
+                "    return s(x, w, stride, pads, groups)\n",
+        ["case 2 of 7, 2 groups", "groups 2", "values differ"]),
+    "grouped backward on the wrong padding side": (
+        "conv", "def conv2d_backward(g, x, w, stride, pads, groups, s=conv2d_backward):\n"
+                "    return s(g, x, w, stride, tuple(p[::-1] for p in pads), groups)\n",
+        ["case 4 of 7, padding at the bottom and right only", "dL/dx: values differ"]),
+    "biased variance in the running average": (
+        "norm", "def batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, s=batch_norm_forward):\n"
+                "    out = s(x, gamma, beta, running_mean, running_var, momentum, eps)\n"
+                "    running_var -= momentum * x.var(axis=channel_axes(x)) / (x.size // x.shape[1] - 1)\n"
+                "    return out\n",
+        ["case 1 of 3, images", "running_var (updated in place): values differ"]),
+    "batch statistics in evaluation mode": (
+        "norm", "def batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps):\n"
+                "    return batch_norm_forward(x, gamma, beta, running_mean.copy(), running_var.copy(), 0.1, eps)[0]\n",
+        ["case 1 of 3, images", "running statistics unlike the batch's", "values differ"]),
+    "max pool padded with zeros": (
+        "pool", "def max_pool2d_forward(x, kernel, stride, pads, s=max_pool2d_forward):\n"
+                "    return s(pad(x, pads), kernel, stride, ((0, 0), (0, 0)))\n",
+        ["case 2 of 6, all inputs negative, padded (pad with -inf, not 0)", "values differ"]),
+    "the gradient passes where y = 0": ("layers", "def relu_backward(grad, y):\n    return grad * (y >= 0)\n",
+                                       ["case 1 of 3, features", "some x exactly 0", "values differ"]),
+    "the bias forgotten": ("layers", "def linear_forward(x, w, b, s=linear_forward):\n    return s(x, w, None)\n",
+                           ["case 1 of 4, one sample", "b (3,)", "values differ"]),
+    "the bias gradient of one sample": ("layers", "def linear_backward(grad, x, w, s=linear_backward):\n"
+                                                  "    return (*s(grad, x, w)[:2], grad[0])\n",
+                                        ["case 2 of 3, a batch of 5", "dL/db: values differ"]),
+    "softmax without subtracting the row max": (
+        "layers", "def softmax_cross_entropy_forward(logits, labels):\n"
+                  "    log_p = backend.array_module(logits).log(backend.array_module(logits).exp(logits) / "
+                  "backend.array_module(logits).exp(logits).sum(axis=1, keepdims=True))\n"
+                  "    return -log_p[range(len(labels)), labels].mean(), log_p\n",
+        ["case 3 of 4, large logits (subtract the row max)", "values differ by up to inf"]),
+    "the loss gradient not divided by the batch size": (
+        "layers", "def softmax_cross_entropy_backward(grad, log_p, labels, s=softmax_cross_entropy_backward):\n"
+                  "    return s(grad, log_p, labels) * len(labels)\n", ["case 2 of 4, a batch of 6", "values differ"]),
+    "Nesterov ignored": ("optim", "def sgd_momentum_step(p, g, velocity, lr, momentum, nesterov, s=sgd_momentum_step):\n"
+                                  "    return s(p, g, velocity, lr, momentum, False)\n",
+                         ["case 3 of 4, Nesterov", "p (updated in place): values differ"]),
+    "global average as a sum": ("pool", "def global_avg_pool2d_forward(x):\n    return x.sum(axis=(2, 3))\n",
+                                ["case 1 of 3, x (2, 3, 4, 5)", "values differ"]),
 }
 
 

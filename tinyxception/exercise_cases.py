@@ -18,11 +18,16 @@ from .kernels import tier
 from .kernels.geometry import output_size
 
 np = backend.cpu_module()
-OUTPUTS = {"depthwise_conv2d_backward": ("dL/dx", "dL/dw"), "pointwise_conv2d_backward": ("dL/dx", "dL/dw"),
-           "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta")}
-"""exercise -> the names of the arrays it returns, for the messages (which gradient is wrong)."""
-TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}
-"""dtype -> (rtol, atol) of the comparison with the reference."""
+# exercise -> the names of the arrays it returns, then of those it updates in place, for the messages
+OUTPUTS = {**dict.fromkeys(("depthwise_conv2d_backward", "pointwise_conv2d_backward", "conv2d_backward"),
+                           ("dL/dx", "dL/dw")), "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta"),
+           "batch_norm_forward": ("y", "mean", "inv_std", "running_mean (updated in place)",
+                                  "running_var (updated in place)"), "linear_backward": ("dL/dx", "dL/dw", "dL/db"),
+           "softmax_cross_entropy_forward": ("loss", "log_p"),
+           "sgd_momentum_step": ("velocity", "p (updated in place)")}
+# exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)
+UPDATED = {"batch_norm_forward": (3, 4), "sgd_momentum_step": (0,)}
+TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}  # dtype -> (rtol, atol) against the reference
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,17 @@ def _normal(rng, shape, dtype="float64"):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _conv_case(title, backward, x_shape, kernel=None, stride=1, pads=((0, 0), (0, 0)), dtype="float64"):
-    """A depthwise case (with a kernel) or a pointwise one (kernel None, C_out = C_in + 1)."""
+def _conv_case(title, backward, x_shape, kernel=None, stride=1, pads=((0, 0), (0, 0)), dtype="float64",
+               groups=None):
+    """A depthwise case (a kernel), a pointwise one (no kernel, C_out = C_in + 1) or a grouped one (a kernel and
+    `groups`, C_out = 2 C_in)."""
     c = x_shape[1]
-    w_shape = (c, 1, *kernel) if kernel else (c + 1, c, 1, 1)
-    out = (c, *output_size(x_shape, kernel, stride, pads)) if kernel else (c + 1, *x_shape[2:])
-    extra = (stride, pads) if kernel else ()
-    label = f"{title}: x {x_shape} {dtype}, w {w_shape}" + (f", stride {stride}, pads {pads}" if kernel else "")
+    c_out = c + 1 if kernel is None else 2 * c if groups else c
+    w_shape = (c_out, c, 1, 1) if kernel is None else (c_out, c // (groups or c), *kernel)
+    out = (c_out, *(output_size(x_shape, kernel, stride, pads) if kernel else x_shape[2:]))
+    extra = () if kernel is None else (stride, pads) + ((groups,) if groups else ())
+    label = f"{title}: x {x_shape} {dtype}, w {w_shape}" + (f", stride {stride}, pads {pads}" if kernel else "") \
+        + (f", groups {groups}" if groups else "")
 
     def make(rng):
         x, w = _normal(rng, x_shape, dtype), _normal(rng, w_shape, dtype)
@@ -65,27 +74,115 @@ def _depthwise_cases(backward):
         ("float32", (2, 2, 6, 6), (3, 3), 2, ((1, 1), (1, 1)), "float32"))]
 
 
+def _grouped_cases(backward):
+    return [_conv_case(title, backward, shape, kernel, stride, pads, dtype, groups)
+            for title, shape, kernel, stride, pads, groups, dtype in (
+        ("regular conv (groups 1)", (2, 3, 5, 5), (3, 3), 1, ((0, 0), (0, 0)), 1, "float64"),
+        ("2 groups", (1, 4, 5, 6), (3, 3), 1, ((1, 1), (1, 1)), 2, "float64"),
+        ("one group per channel", (1, 3, 5, 5), (3, 3), 1, ((1, 1), (1, 1)), 3, "float64"),
+        ("padding at the bottom and right only", (1, 4, 6, 6), (3, 3), 1, ((0, 1), (0, 1)), 2, "float64"),
+        ("stride 2", (2, 4, 7, 6), (3, 3), 2, ((0, 1), (1, 1)), 2, "float64"),
+        ("non-square kernel", (1, 2, 5, 6), (2, 3), 1, ((0, 0), (1, 1)), 1, "float64"),
+        ("float32", (2, 4, 6, 6), (3, 3), 2, ((1, 1), (1, 1)), 2, "float32"))]
+
+
 def _pointwise_cases(backward):
     return [_conv_case(title, backward, shape, dtype=dtype) for title, shape, dtype in (
         ("one image", (1, 3, 4, 4), "float64"), ("two images, non-square", (2, 4, 3, 5), "float64"),
         ("float32", (2, 3, 2, 3), "float32"))]
 
 
-def _batch_norm_case(title, shape, dtype="float64"):
-    def make(rng):
-        x = _normal(rng, shape, dtype) * 2 + 1
-        axes = (0,) + tuple(range(2, len(shape)))
-        inv_std = (1 / np.sqrt(x.var(axis=axes) + 1e-3)).astype(dtype)
-        return (_normal(rng, shape, dtype), x, x.mean(axis=axes), inv_std, _normal(rng, shape[1:2], dtype))
-    return Case(f"{title}: x {shape} {dtype} (mean and inv_std of this batch, eps 1e-3)", make)
+_BATCH_NORM = {"forward": "momentum 0.1, eps 1e-3", "backward": "mean and inv_std of this batch, eps 1e-3",
+               "inference_forward": "running statistics unlike the batch's, eps 1e-3"}
 
 
-def _max_pool_case(title, shape, kernel, stride, pads, ties=False, dtype="float64"):
+def _batch_norm_cases(kind):
+    """Batch-norm cases of a `kind` of _BATCH_NORM: the arguments of that kernel."""
+    def case(title, shape, dtype="float64"):
+        def make(rng):
+            x = _normal(rng, shape, dtype) * 2 + 1
+            gamma, beta, mean = (_normal(rng, shape[1:2], dtype) for _ in range(3))
+            running = (mean, rng.uniform(0.5, 2, shape[1:2]).astype(dtype))
+            if kind != "backward":
+                return (x, gamma, beta, *running) + ((0.1,) if kind == "forward" else ()) + (1e-3,)
+            axes = (0,) + tuple(range(2, len(shape)))
+            inv_std = (1 / np.sqrt(x.var(axis=axes) + 1e-3)).astype(dtype)
+            return _normal(rng, shape, dtype), x, x.mean(axis=axes), inv_std, gamma
+        return Case(f"{title}: x {shape} {dtype} ({_BATCH_NORM[kind]})", make)
+    return [case("images", (4, 3, 2, 5)), case("features", (8, 3)), case("float32", (4, 2, 3, 3), "float32")]
+
+
+def _max_pool_case(backward, title, shape, kernel, stride, pads, values="normal", dtype="float64"):
+    """A max-pool case; `values` "normal", "ties" (the integers 0..3) or "negative" (all below zero)."""
     def make(rng):
-        x = rng.integers(0, 4, size=shape).astype(dtype) if ties else _normal(rng, shape, dtype)
+        x = rng.integers(0, 4, size=shape).astype(dtype) if values == "ties" else _normal(rng, shape, dtype)
+        x = x - 10 if values == "negative" else x
+        if not backward:
+            return x, kernel, stride, pads
         y = tier("reference")["max_pool2d_forward"](x, kernel, stride, pads)
         return (_normal(rng, y.shape, dtype), x, y, kernel, stride, pads)
     return Case(f"{title}: x {shape} {dtype}, kernel {kernel}, stride {stride}, pads {pads}", make)
+
+
+def _max_pool_cases(backward):
+    first = [("no ties", (2, 3, 7, 7), (3, 3), 2, ((1, 1), (1, 1)))] if backward else [
+        ("no padding", (2, 3, 6, 6), (2, 2), 2, ((0, 0), (0, 0))),
+        ("all inputs negative, padded (pad with -inf, not 0)", (1, 2, 5, 6), (3, 2), 2, ((1, 1), (0, 1)), "negative")]
+    return [_max_pool_case(backward, *spec) for spec in first + [
+        ("ties (few distinct values)", (2, 3, 6, 7), (3, 3), 2, ((0, 1), (1, 1)), "ties"),
+        ("overlapping windows, stride 1", (1, 2, 5, 5), (3, 3), 1, ((1, 1), (1, 1))),
+        ("padding at the bottom and right only", (1, 2, 6, 6), (3, 3), 2, ((0, 1), (0, 1))),
+        ("float32", (1, 2, 5, 5), (2, 2), 2, ((0, 1), (0, 1)), "normal", "float32")]]
+
+
+def _relu_cases(backward):
+    def case(title, shape, dtype="float64"):
+        def make(rng):
+            x = np.round(_normal(rng, shape, dtype), 1)  # rounded: some inputs are exactly 0
+            return (_normal(rng, shape, dtype), np.maximum(x, 0)) if backward else (x,)
+        return Case(f"{title}: x {shape} {dtype}, some x exactly 0" + ", y = relu(x)" * backward, make)
+    return [case("features", (4, 6)), case("images", (2, 3, 4, 4)), case("float32", (3, 5), "float32")]
+
+
+def _linear_cases(backward):
+    def case(title, n, bias=True, dtype="float64"):
+        def make(rng):
+            x, w, b = _normal(rng, (n, 4), dtype), _normal(rng, (3, 4), dtype), _normal(rng, (3,), dtype)
+            return (_normal(rng, (n, 3), dtype), x, w) if backward else (x, w, b if bias else None)
+        return Case(f"{title}: x ({n}, 4) {dtype}, w (3, 4)" + f", b {(3,) if bias else None}" * (not backward), make)
+    return [case("one sample", 1), case("a batch of 5", 5)] + [case("no bias (b None)", 5, False)] * (not backward) \
+        + [case("float32", 2, dtype="float32")]
+
+
+def _softmax_cases(backward):
+    def case(title, n, k, scale=1.0, dtype="float64"):
+        def make(rng):
+            logits, labels = _normal(rng, (n, k), dtype) * scale, rng.integers(0, k, n)
+            if not backward:
+                return logits, labels
+            log_p = tier("reference")["softmax_cross_entropy_forward"](logits, labels)[1]
+            return np.asarray(rng.uniform(0.5, 2), dtype), log_p, labels
+        return Case(f"{title}: logits ({n}, {k}) {dtype}" + f" times {scale:g}" * (scale != 1), make)
+    return [case("one sample", 1, 3), case("a batch of 6", 6, 4),
+            case("large logits (subtract the row max)", 4, 5, 1e4), case("float32", 3, 4, dtype="float32")]
+
+
+def _average_cases(backward):
+    def case(shape, dtype="float64"):
+        return Case(f"x {shape} {dtype}", lambda rng: (_normal(rng, shape[:2], dtype), shape) if backward
+                    else (_normal(rng, shape, dtype),))
+    return [case((2, 3, 4, 5)), case((1, 2, 1, 1)), case((2, 2, 3, 3), "float32")]
+
+
+def _sgd_cases():
+    def case(title, later=True, nesterov=False, dtype="float64"):
+        def make(rng):
+            p, g, v = (_normal(rng, (3, 4), dtype) for _ in range(3))
+            return p, g, v if later else None, 0.1, 0.9, nesterov
+        return Case(f"{title}: p (3, 4) {dtype}, lr 0.1, momentum 0.9, velocity {'(3, 4)' if later else None}, "
+                    f"nesterov {nesterov}", make)
+    return [case("the first step (velocity None, so v = g)", later=False), case("a later step"),
+            case("Nesterov, a later step", nesterov=True), case("float32", dtype="float32")]
 
 
 def _graph_case(title, depth=1):
@@ -100,26 +197,17 @@ def _graph_case(title, depth=1):
     return Case(title, make)
 
 
+# exercise name -> its cases, simplest first
 CASES: dict[str, list[Case]] = {
     "topological_order": [_graph_case("a tensor used twice (c = a * b + a) and a branch without gradient"),
                           _graph_case("a chain of 2000 ops (deeper than Python's recursion limit)", 2000)],
-    "depthwise_conv2d_forward": _depthwise_cases(backward=False),
-    "depthwise_conv2d_backward": _depthwise_cases(backward=True),
-    "pointwise_conv2d_forward": _pointwise_cases(backward=False),
-    "pointwise_conv2d_backward": _pointwise_cases(backward=True),
-    "batch_norm_backward": [_batch_norm_case("images", (4, 3, 2, 5)), _batch_norm_case("features", (8, 3)),
-                            _batch_norm_case("float32", (4, 2, 3, 3), "float32")],
-    "max_pool2d_backward": [
-        _max_pool_case("no ties", (2, 3, 7, 7), (3, 3), 2, ((1, 1), (1, 1))),
-        _max_pool_case("ties (few distinct values)", (2, 3, 6, 7), (3, 3), 2, ((0, 1), (1, 1)), ties=True),
-        _max_pool_case("overlapping windows, stride 1", (1, 2, 5, 5), (3, 3), 1, ((1, 1), (1, 1))),
-        _max_pool_case("padding at the bottom and right only", (1, 2, 6, 6), (3, 3), 2, ((0, 1), (0, 1))),
-        _max_pool_case("float32", (1, 2, 5, 5), (2, 2), 2, ((0, 1), (0, 1)), dtype="float32")],
-    "global_avg_pool2d_backward": [Case(f"x {shape} {dtype}", lambda rng, s=shape, d=dtype: (_normal(rng, s[:2], d), s))
-                                   for shape, dtype in (((2, 3, 4, 5), "float64"), ((1, 2, 1, 1), "float64"),
-                                                        ((2, 2, 3, 3), "float32"))],
+    **{f"{op}_{kind}": cases(kind == "backward") for op, cases in (
+        ("depthwise_conv2d", _depthwise_cases), ("pointwise_conv2d", _pointwise_cases), ("conv2d", _grouped_cases),
+        ("max_pool2d", _max_pool_cases), ("global_avg_pool2d", _average_cases), ("relu", _relu_cases),
+        ("linear", _linear_cases), ("softmax_cross_entropy", _softmax_cases)) for kind in ("forward", "backward")},
+    **{f"batch_norm_{kind}": _batch_norm_cases(kind) for kind in ("forward", "inference_forward", "backward")},
+    "sgd_momentum_step": _sgd_cases(),
 }
-"""exercise name -> its cases, simplest first."""
 
 
 def _order_problem(order, root) -> str | None:
@@ -159,8 +247,12 @@ def difference(result, expected, names=()) -> str | None:
 
 def case_failure(name: str, function, case: Case) -> str | None:
     """Why `function` (a kernel named `name`) fails `case`, or None when it passes. Errors propagate."""
-    arguments = case.arguments()
+    arguments, theirs = case.arguments(), case.arguments()
     result = function(*arguments)
     if name == "topological_order":
         return _order_problem(result, *arguments)
-    return difference(result, tier("reference")[name](*case.arguments()), OUTPUTS.get(name, ()))
+    expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
+    if updated:  # what a kernel updates in place is part of its result
+        result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))
+                            for out, given in ((result, arguments), (expected, theirs)))
+    return difference(result, expected, OUTPUTS.get(name, ()))

@@ -185,9 +185,10 @@ def _print_report(folder: Path) -> int:
     rows = report(folder)
     done = sum(status == "pass" for _, _, status, _ in rows)
     print(f"exercises in {folder}: {done} of {len(rows)} pass\n")
-    print(f"  {'chapter':<15}{'exercise':<29}status")
+    width = max(map(len, EXERCISES)) + 2
+    print(f"  {'chapter':<15}{'exercise':<{width}}status")
     for chapter, name, status, detail in rows:
-        print(f"  {chapter:<15}{name:<29}{status}" + (f": {detail}" if status == "fail" else ""))
+        print(f"  {chapter:<15}{name:<{width}}{status}" + (f": {detail}" if status == "fail" else ""))
     todo = next((name for _, name, status, _ in rows if status != "pass"), None)
     if todo:
         option = "--exercises" if folder == PACKAGE_FOLDER else f"--exercises-dir={folder}"

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from . import backend
 from .autograd import Tensor
 from .checks import check_int, check_number
+from .kernels import active as kernels
 from .nn import Module
 from .nn.module import listing
 
@@ -95,15 +96,11 @@ class SGD(Optimizer):
     def update(self, p, g, state):
         if self.weight_decay:
             g = g + self.weight_decay * p
-        if self.momentum:
-            v = state.get("velocity")
-            if v is None:  # v starts at 0, so the first step's v is g itself: no zero-filled buffer
-                v = state["velocity"] = g.copy()
-            else:
-                v *= self.momentum
-                v += g
-            g = g + self.momentum * v if self.nesterov else v
-        p -= self.lr * g
+        if self.momentum:  # the kernel sgd_momentum_step
+            state["velocity"] = kernels.sgd_momentum_step(p, g, state.get("velocity"), self.lr, self.momentum,
+                                                          self.nesterov)
+        else:
+            p -= self.lr * g
 
 
 class RMSProp(Optimizer):

@@ -1,10 +1,33 @@
-"""A learner's batch-norm backward, from the computational graph step by step."""
+"""A learner's batch norm: the forward passes per channel, the backward from the computational graph step by step."""
 import numpy as np
 
 
+def _axes_and_shape(x):
+    return ((0, 2, 3), (1, -1, 1, 1)) if x.ndim == 4 else ((0,), (1, -1))
+
+
+def batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps):
+    axes, shape = _axes_and_shape(x)
+    m = x.size // x.shape[1]
+    mean = np.sum(x, axis=axes) / m
+    var = np.sum((x - mean.reshape(shape)) ** 2, axis=axes) / m
+    inv_std = 1.0 / np.sqrt(var + eps)
+    y = gamma.reshape(shape) * (x - mean.reshape(shape)) * inv_std.reshape(shape) + beta.reshape(shape)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * m / (m - 1)
+    return y, mean, inv_std
+
+
+def batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps):
+    _, shape = _axes_and_shape(x)
+    scale = gamma / np.sqrt(running_var + eps)
+    return x * scale.reshape(shape) + (beta - running_mean * scale).reshape(shape)
+
+
 def batch_norm_backward(grad, x, mean, inv_std, gamma):
-    axes = (0, 2, 3) if x.ndim == 4 else (0,)
-    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+    axes, shape = _axes_and_shape(x)
     m = x.size // x.shape[1]
     xc = x - mean.reshape(shape)
     xhat = xc * inv_std.reshape(shape)

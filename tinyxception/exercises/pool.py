@@ -1,5 +1,16 @@
-"""Chapter 3: the backward passes of pooling (notebook 04, pytest --exercises -m ch3_norm_pool)."""
+"""Chapter 3: max pooling and the global average pool (notebook 04, pytest --exercises -m ch3_norm_pool)."""
 from tinyxception.exercise_mode import todo
+
+
+def max_pool2d_forward(x, kernel, stride, pads):
+    """y[n, c, oy, ox] = max over i < kh, j < kw of xpad[n, c, s*oy + i, s*ox + j], where xpad is x (N, C, H, W)
+    padded by pads ((top, bottom), (left, right)) with -inf (which never wins a maximum; 0 would win over
+    negative inputs) and kernel = (kh, kw). Returns (N, C, Ho, Wo), Ho = (H + top + bottom - kh) // s + 1.
+
+    TensorFlow's "same" padding, which Xception uses, puts the odd extra pixel at the bottom/right: 6 -> 3 with a
+    3x3 stride-2 pool is pads ((0, 1), (0, 1)). Hint: loop over the kh*kw taps, taking element-wise maxima.
+    """
+    raise todo("max_pool2d_forward")
 
 
 def max_pool2d_backward(grad, x, y, kernel, stride, pads):
@@ -10,6 +21,11 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
     order within the window, and only once (as PyTorch does). Overlapping windows add up.
     """
     raise todo("max_pool2d_backward")
+
+
+def global_avg_pool2d_forward(x):
+    """y[n, c] = the mean of x[n, c] over its H x W pixels: (N, C, H, W) -> (N, C), same dtype as x."""
+    raise todo("global_avg_pool2d_forward")
 
 
 def global_avg_pool2d_backward(grad, x_shape):

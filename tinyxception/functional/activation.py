@@ -10,17 +10,18 @@ import math
 from .. import backend
 from ..autograd import Function, Tensor
 from ..checks import check_number, float_tensor
+from ..kernels import active as kernels
 
 
 class _ReLU(Function):
-    """y = max(x, 0)."""
+    """y = max(x, 0) (kernels ``relu_forward``/``relu_backward``)."""
 
     def forward(self, x):
-        self.out = backend.array_module(x).maximum(x, 0)
+        self.out = kernels.relu_forward(x)
         return self.out
 
-    def backward(self, grad):  # dy/dx = 1 where x > 0 (exactly where y > 0), else 0
-        return grad * (self.out > 0)
+    def backward(self, grad):
+        return kernels.relu_backward(grad, self.out)
 
 
 class _ELU(Function):

@@ -12,6 +12,7 @@ from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ..operators import Add, Mul, Reshape, check_operands
 from ..checks import any_tensor, check_number, expect_rank, expect_shape, float_tensor, is_int, same_device, same_dtype
+from ..kernels import active as kernels
 
 
 def _operands(a, b, op: str):
@@ -76,21 +77,14 @@ def mean(x, axis=None, keepdims: bool = False) -> Tensor:
 
 
 class _Linear(Function):
-    """y = x @ w.T + b for x (N, in), w (out, in), b (out,)."""
+    """y = x @ w.T + b for x (N, in), w (out, in), b (out,) (kernels ``linear_forward``/``linear_backward``)."""
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        out = x @ w.T
-        if b is not None:
-            out += b
-        return out
+        return kernels.linear_forward(x, w, b)
 
-    def backward(self, grad):  # dL/dx = g w, dL/dw = g^T x, dL/db = sum over the batch of g
-        need = self.needs_input_grad
-        grads = (grad @ self.w if need[0] else None, grad.T @ self.x if need[1] else None)
-        if len(need) == 3:
-            grads += (grad.sum(axis=0) if need[2] else None,)
-        return grads
+    def backward(self, grad):  # (dL/dx, dL/dw, dL/db), the last one only when there is a b
+        return kernels.linear_backward(grad, self.x, self.w)[:len(self.needs_input_grad)]
 
 
 def linear(x, w, b=None) -> Tensor:

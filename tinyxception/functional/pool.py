@@ -28,7 +28,7 @@ class GlobalAvgPool2dFunction(Function):
 
     def forward(self, x):
         self.shape = x.shape
-        return x.mean(axis=(2, 3))
+        return kernels.global_avg_pool2d_forward(x)
 
     def backward(self, grad):
         return kernels.global_avg_pool2d_backward(grad, self.shape)

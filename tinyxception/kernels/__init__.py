@@ -13,27 +13,27 @@ dtype; no kernel and no test may depend on how it is stored.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 from . import learner
 from .fast import conv as fast_conv, depthwise as fast_depthwise, norm as fast_norm, pool as fast_pool
-from .reference import autograd as reference_autograd, conv as reference_conv
-from .reference import norm as reference_norm, pool as reference_pool
 
-KERNELS = {
+KERNELS = {  # module -> the kernels it defines, in every tier and in the learner's folder
     "autograd": ("topological_order",),
     "conv": ("depthwise_conv2d_forward", "depthwise_conv2d_backward", "pointwise_conv2d_forward",
              "pointwise_conv2d_backward", "conv2d_forward", "conv2d_backward"),
     "norm": ("batch_norm_forward", "batch_norm_backward", "batch_norm_inference_forward",
              "batch_norm_inference_backward"),
-    "pool": ("max_pool2d_forward", "max_pool2d_backward", "global_avg_pool2d_backward"),
+    "pool": ("max_pool2d_forward", "max_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward"),
+    "layers": ("relu_forward", "relu_backward", "linear_forward", "linear_backward", "softmax_cross_entropy_forward",
+               "softmax_cross_entropy_backward"),
+    "optim": ("sgd_momentum_step",),
 }
-"""module -> the kernels it defines, in every tier and in the learner's folder."""
 
 TIERS = ("fast", "reference")
-_REFERENCE = {"autograd": reference_autograd, "conv": reference_conv, "norm": reference_norm,
-              "pool": reference_pool}
+_REFERENCE = {module: importlib.import_module(f".reference.{module}", __name__) for module in KERNELS}
 _FAST = (fast_depthwise, fast_conv, fast_norm, fast_pool)
 ENVIRONMENT_VARIABLE = "TINYXCEPTION_KERNELS"
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_FOLDER = Path(__file__).resolve().parent.parent / "exercises"
+# the pristine stubs, <module>.py.txt: what `exercises reset NAME` restores (tinyxception/exercises/ holds the same
+# text until a learner edits it)
 STUBS_FOLDER = Path(__file__).resolve().parent / "stubs"
-"""The pristine stubs, ``<module>.py.txt``: what ``exercises reset NAME`` restores (tinyxception/exercises/ holds
-the same text until a learner edits it)."""
 ENVIRONMENT_VARIABLE = "TINYXCEPTION_EXERCISES"
+# the folder that check / solution / reset read when none is given, without switching learner mode on
 CHECK_VARIABLE = "TINYXCEPTION_CHECK_FOLDER"
-"""The folder that check / solution / reset read when none is given, without switching learner mode on."""
 OFF = ("", "0", "false", "off", "no")
 ON = ("1", "true", "on", "yes")
 
@@ -47,16 +47,24 @@ class Exercise:
                 f"pytest --exercises -m ex_{self.name}; the chapter: pytest --exercises -m {self.chapter})")
 
 
-_CONV = ("conv", "ch2_conv", "02_depthwise_pointwise_regular_conv")
-_POOL = ("pool", "ch3_norm_pool", "04_batchnorm_relu_pooling")
-EXERCISES: dict[str, Exercise] = {name: Exercise(name, *where) for name, where in (
-    ("topological_order", ("autograd", "ch1_autograd", "01_tensors_and_autograd")),
-    ("depthwise_conv2d_forward", _CONV), ("depthwise_conv2d_backward", _CONV),
-    ("pointwise_conv2d_forward", _CONV), ("pointwise_conv2d_backward", _CONV),
-    ("batch_norm_backward", ("norm", "ch3_norm_pool", "04_batchnorm_relu_pooling")),
-    ("max_pool2d_backward", _POOL), ("global_avg_pool2d_backward", _POOL),
-)}
-"""name -> Exercise, in the order of the chapters."""
+# (chapter, notebook that teaches it, module, its exercises): the path, each step needing only earlier ones
+_PATH = (
+    ("ch1_autograd", "01_tensors_and_autograd", "autograd", "topological_order"),
+    ("ch1_autograd", "01_tensors_and_autograd", "layers", "linear_forward linear_backward"),
+    ("ch2_conv", "02_depthwise_pointwise_regular_conv", "conv",
+     "depthwise_conv2d_forward depthwise_conv2d_backward pointwise_conv2d_forward pointwise_conv2d_backward"),
+    ("ch2_conv", "03_inception_hypothesis_spectrum", "conv", "conv2d_forward conv2d_backward"),
+    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "norm",
+     "batch_norm_forward batch_norm_inference_forward batch_norm_backward"),
+    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "pool",
+     "max_pool2d_forward max_pool2d_backward global_avg_pool2d_forward global_avg_pool2d_backward"),
+    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "layers", "relu_forward relu_backward"),
+    ("ch5_training", "01_tensors_and_autograd", "layers",
+     "softmax_cross_entropy_forward softmax_cross_entropy_backward"),
+    ("ch5_training", "07_training_on_digits", "optim", "sgd_momentum_step"),
+)
+EXERCISES: dict[str, Exercise] = {name: Exercise(name, module, chapter, notebook)  # name -> Exercise, in path order
+                                  for chapter, notebook, module, names in _PATH for name in names.split()}
 
 _loaded: dict[Path, tuple[tuple[int, int], object]] = {}
 

@@ -1,4 +1,4 @@
-"""Reference kernels of chapter 3: max pooling (forward and backward) and the global average pool's backward.
+"""Reference kernels of chapter 3: max pooling and the global average pool, forward and backward.
 
 Max pooling pads with -inf, which never wins a maximum, and reads each kernel tap (i, j) of every window as one
 strided slice of the padded batch, as the convolutions do (``conv.window``).
@@ -33,6 +33,11 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
             tap += grad * first
             claimed |= first
     return unpad(grad_xpad, pads)
+
+
+def global_avg_pool2d_forward(x):
+    """y[n, c] = the mean of x[n, c] over its H x W pixels: (N, C, H, W) -> (N, C)."""
+    return x.mean(axis=(2, 3))
 
 
 def global_avg_pool2d_backward(grad, x_shape):
