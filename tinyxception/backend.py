@@ -138,7 +138,7 @@ def cpu_module():
     return numpy
 
 
-def synchronize(a=None) -> None:
+def synchronize() -> None:
     """Wait for queued GPU work (a no-op on the CPU); used by timers."""
     if _cupy is not None:
         _cupy.cuda.Device().synchronize()

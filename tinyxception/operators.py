@@ -76,9 +76,8 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, grad):  # C = AB: dA = dC B^T, dB = A^T dC
-        xp = backend.array_module(grad)
-        return (grad @ xp.swapaxes(self.b, -1, -2) if self.needs_input_grad[0] else None,
-                xp.swapaxes(self.a, -1, -2) @ grad if self.needs_input_grad[1] else None)
+        return (grad @ self.b.swapaxes(-1, -2) if self.needs_input_grad[0] else None,
+                self.a.swapaxes(-1, -2) @ grad if self.needs_input_grad[1] else None)
 
 
 class Sum(Function):
@@ -113,7 +112,7 @@ class Transpose(Function):
         self.axes = axes
         return a.transpose(axes)
 
-    def backward(self, grad):  # axis k of the result is axis axes[k] of a: the inverse permutation sorts by axes[k]
+    def backward(self, grad):  # result axis k is axis axes[k] of a: the inverse permutation sorts k by axes[k]
         inverse = None if self.axes is None else sorted(range(grad.ndim), key=lambda k: self.axes[k] % grad.ndim)
         return grad.transpose(inverse)
 
@@ -194,8 +193,6 @@ def _transpose(self, *axes):
     return Transpose.apply(self, axes=axes or None)
 
 
-Tensor.sum, Tensor.reshape, Tensor.transpose = _sum, _reshape, _transpose
-Tensor.T = property(_transpose, doc="The tensor with its axes reversed.")
 
 
 def _mean(self, axis=None, keepdims=False):
@@ -208,4 +205,5 @@ def _mean(self, axis=None, keepdims=False):
     return total * (1.0 / count)
 
 
-Tensor.mean = _mean
+Tensor.sum, Tensor.reshape, Tensor.transpose, Tensor.mean = _sum, _reshape, _transpose, _mean
+Tensor.T = property(_transpose, doc="The tensor with its axes reversed.")
