@@ -89,9 +89,8 @@ class Sum(Function):
 
     def backward(self, grad):  # every summed element receives the gradient of the sum
         xp = backend.array_module(grad)
-        if self.axis is not None and not self.keepdims:
-            grad = xp.expand_dims(grad, self.axis)
-        return xp.broadcast_to(grad, self.shape)
+        kept = grad if self.axis is None or self.keepdims else xp.expand_dims(grad, self.axis)  # summed axes as 1s
+        return xp.broadcast_to(kept, self.shape)
 
 
 class Reshape(Function):
