@@ -14,8 +14,7 @@ import numpy
 DEVICES = ("cpu", "cuda")
 float_dtypes = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
-_cupy = None
-_cupy_problem = None
+_cupy, _cupy_problem = None, None  # the cupy module once it proved usable; else why it is not (once looked for)
 
 
 def _load_cupy():
@@ -26,8 +25,7 @@ def _load_cupy():
             import cupy
             usable = cupy.cuda.is_available()
         except ImportError as err:
-            _cupy_problem = f"cupy is not installed, or cannot load its libraries ({err}); install it with " \
-                "pip install 'tinyxception[gpu]'"
+            _cupy_problem = f"cupy is not installed or incomplete ({err}): pip install 'tinyxception[gpu]'"
         except Exception as err:  # a broken driver raises instead of answering False
             _cupy_problem = f"cupy cannot talk to a GPU: {err}"
         else:
