@@ -25,7 +25,7 @@ def _load_cupy():
             import cupy
             usable = cupy.cuda.is_available()
         except ImportError as err:
-            _cupy_problem = f"cupy is not installed or incomplete ({err}): pip install 'tinyxception[gpu]'"
+            _cupy_problem = f"cupy is not installed or broken ({err}); install it with pip install 'tinyxception[gpu]'"
         except Exception as err:  # a broken driver raises instead of answering False
             _cupy_problem = f"cupy cannot talk to a GPU: {err}"
         else:
