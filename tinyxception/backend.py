@@ -24,8 +24,8 @@ def _load_cupy():
         try:
             import cupy
             usable = cupy.cuda.is_available()
-        except ImportError as err:
-            _cupy_problem = f"cupy is not installed or broken ({err}); install it with pip install 'tinyxception[gpu]'"
+        except ImportError as err:  # the error says what is missing
+            _cupy_problem = f"cupy is not installed ({err}); install it with pip install 'tinyxception[gpu]'"
         except Exception as err:  # a broken driver raises instead of answering False
             _cupy_problem = f"cupy cannot talk to a GPU: {err}"
         else:
