@@ -48,24 +48,26 @@ def unbroadcast(grad, shape):
     """Sum `grad` down to `shape`: the backward of NumPy broadcasting.
 
     A value broadcast along an axis was used once per position on that axis,
-    so its gradient is the sum over that axis.
+    so its gradient is the sum over that axis: over the leading axes broadcasting added, and over every axis
+    where `shape` has length 1 and the gradient does not.
     """
     if grad.shape == tuple(shape):
         return grad
     extra = grad.ndim - len(shape)
-    grad = grad.sum(axis=tuple(range(extra))) if extra else grad
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    return grad.sum(axis=stretched, keepdims=True) if stretched else grad
+    stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    return grad.sum(axis=tuple(range(extra)) + stretched, keepdims=True).reshape(shape)
 
 
 class Tensor:
     """An array plus what autograd needs: ``grad``, ``requires_grad`` and the Function that made it."""
 
     __array_priority__ = 1000  # numpy_array * tensor dispatches to Tensor.__rmul__
+    grad = None  # the accumulated gradient, an array of the tensor's shape, after backward()
+    _ctx = None  # the Function that produced this tensor (None for leaves)
+    _graph_freed = False  # set when backward() released the graph behind this tensor
 
     def __init__(self, data, requires_grad: bool = False):
-        if isinstance(data, Tensor):
-            data = data.data
+        data = data.data if isinstance(data, Tensor) else data
         if not backend.is_array(data):
             data = backend.as_array(data)
         if data.dtype.kind not in "biuf":
@@ -74,11 +76,7 @@ class Tensor:
                                if data.dtype.kind == "c" else "; convert text and objects to numbers first"))
         if requires_grad and not backend.is_float_dtype(data.dtype):
             raise TypeError(f"Tensor: only floating point tensors can require gradients, got dtype {data.dtype}")
-        self.data = data
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
-        self._ctx = None  # the Function that produced this tensor (None for leaves)
-        self._graph_freed = False  # set when backward() released the graph behind this tensor
+        self.data, self.requires_grad = data, bool(requires_grad)
 
     # --- what the array is -------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape), doc="Shape of the data.")
@@ -156,13 +154,11 @@ class Tensor:
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
             for i, (tensor, ig) in enumerate(zip(ctx.inputs, input_grads)):
-                if ig is None or not tensor.requires_grad:
-                    continue
-                if debug.enabled:
-                    debug.check_finite(ig, f"the gradient of input {i}", f"{type(ctx).__name__}.backward")
-                ig = unbroadcast(ig, tensor.shape)
-                key = id(tensor)
-                pending[key] = ig if key not in pending else pending[key] + ig
+                if ig is not None and tensor.requires_grad:
+                    if debug.enabled:
+                        debug.check_finite(ig, f"the gradient of input {i}", f"{type(ctx).__name__}.backward")
+                    ig, key = unbroadcast(ig, tensor.shape), id(tensor)
+                    pending[key] = ig if key not in pending else pending[key] + ig
             if not retain_graph:
                 node._ctx, node._graph_freed = None, True
                 ctx.release()
@@ -190,9 +186,8 @@ class Function:
     want a gradient, so backward can skip work.
     """
 
-    def __init__(self):
-        self.inputs: tuple[Tensor, ...] = ()
-        self.needs_input_grad: tuple[bool, ...] = ()
+    inputs: tuple[Tensor, ...] = ()  # the input tensors, kept by a recorded call only
+    needs_input_grad: tuple[bool, ...] = ()
 
     @classmethod
     def apply(cls, *inputs, **options) -> Tensor:
@@ -210,12 +205,10 @@ class Function:
         out = Tensor(fn.forward(*(t.data for t in tensors), **options), requires_grad=record)
         if debug.enabled:
             debug.check_finite(out.data, "its result", cls.__name__)
-        if record:
+        if record:  # otherwise fn, and what forward saved on it, is freed when apply returns
             fn.inputs = tensors
             fn.checksums = [_checksum(t.data) for t in tensors] if debug.enabled else None
             out._ctx = fn
-        else:
-            fn.release()
         return out
 
     def check_inputs_unchanged(self) -> None:
@@ -245,8 +238,7 @@ def tensor(data, requires_grad: bool = False, device: str | None = None, dtype=N
     Python floats become float32 (the package default); arrays keep their dtype
     unless `dtype` is given. `device` is "cpu" or "cuda" (default: where the data is).
     """
-    if isinstance(data, Tensor):
-        data = data.data
+    data = data.data if isinstance(data, Tensor) else data
     return Tensor(backend.as_array(data, dtype=dtype, device=device), requires_grad=requires_grad)
 
 

@@ -14,8 +14,7 @@ import numpy
 DEVICES = ("cpu", "cuda")
 float_dtypes = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
-_cupy = None
-_cupy_problem = None
+_cupy, _cupy_problem = None, None  # the cupy module once it proved usable; else why it is not (once looked for)
 
 
 def _load_cupy():
@@ -24,17 +23,14 @@ def _load_cupy():
     if _cupy is None and _cupy_problem is None:
         try:
             import cupy
-        except ImportError as err:
-            _cupy_problem = f"cupy is not installed ({err}); install it with pip install 'tinyxception[gpu]'"
-            return None
-        try:
             usable = cupy.cuda.is_available()
+        except ImportError as err:  # the error says what is missing
+            _cupy_problem = f"cupy is not installed ({err}); install it with pip install 'tinyxception[gpu]'"
         except Exception as err:  # a broken driver raises instead of answering False
-            usable, _cupy_problem = False, f"cupy cannot talk to a GPU: {err}"
-        if usable:
-            _cupy = cupy
-        elif _cupy_problem is None:
-            _cupy_problem = "cupy is installed but cupy.cuda.is_available() is False: no usable NVIDIA GPU"
+            _cupy_problem = f"cupy cannot talk to a GPU: {err}"
+        else:
+            _cupy, _cupy_problem = (cupy, None) if usable else \
+                (None, "cupy is installed but cupy.cuda.is_available() is False: no usable NVIDIA GPU")
     return _cupy
 
 
@@ -45,8 +41,7 @@ def cuda_available() -> bool:
 
 def cuda_problem() -> str | None:
     """Why the "cuda" device is unavailable, or None when it is available."""
-    _load_cupy()
-    return _cupy_problem
+    return None if cuda_available() else _cupy_problem
 
 
 def available_devices() -> list[str]:
@@ -88,17 +83,12 @@ def check_device(device: str) -> str:
 
 def to_device(a, device: str):
     """Return the array on `device` ("cpu" or "cuda"); no copy when it is already there."""
-    check_device(device)
-    if device == "cuda":
-        return _cupy.asarray(a)
-    return asnumpy(a)
+    return _cupy.asarray(a) if check_device(device) == "cuda" else asnumpy(a)
 
 
 def asnumpy(a):
     """A numpy.ndarray with the same values (copied from the GPU when needed)."""
-    if is_cuda_array(a):
-        return _cupy.asnumpy(a)
-    return numpy.asarray(a)
+    return _cupy.asnumpy(a) if is_cuda_array(a) else numpy.asarray(a)
 
 
 def as_array(data, dtype=None, device: str | None = None):
@@ -110,8 +100,7 @@ def as_array(data, dtype=None, device: str | None = None):
     if type(data).__module__.partition(".")[0] == "torch":  # torch is no dependency: recognised by name only
         raise TypeError(f"cannot make an array from a torch.{type(data).__name__}; pass a NumPy array: "
                         "x.detach().cpu().numpy()")
-    if device is None:
-        device = device_of(data)
+    device = device_of(data) if device is None else device
     xp = _cupy if check_device(device) == "cuda" else numpy
     try:
         source = data.dtype if is_array(data) or isinstance(data, numpy.generic) else numpy.asarray(data).dtype
@@ -147,7 +136,7 @@ def cpu_module():
     return numpy
 
 
-def synchronize(a=None) -> None:
+def synchronize() -> None:
     """Wait for queued GPU work (a no-op on the CPU); used by timers."""
     if _cupy is not None:
         _cupy.cuda.Device().synchronize()
@@ -157,8 +146,7 @@ def device_name() -> str:
     """The GPU's name when cuda is available, else "cpu"."""
     if not cuda_available():
         return "cpu"
-    props = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)
-    name = props["name"]
+    name = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)["name"]
     return name.decode() if isinstance(name, bytes) else str(name)
 
 

@@ -30,11 +30,9 @@ def check_number(value, what: str, low: float, high: float, brackets: str = "[]"
     `brackets` says which ends belong to the interval: "[]" both, "[)" not high, "(]" not low, "()" neither;
     NaN is never inside.
     """
-    inside = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if inside:
-        inside = (value >= low if brackets[0] == "[" else value > low) and \
-                 (value <= high if brackets[1] == "]" else value < high)
-    if not inside:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and (value >= low if brackets[0] == "[" else value > low)
+            and (value <= high if brackets[1] == "]" else value < high)):
         raise ValueError(f"{what} must be a number in {brackets[0]}{low:g}, {high:g}{brackets[1]}, got {value!r}")
     return float(value)
 
@@ -45,15 +43,6 @@ def int_pair(value, what: str) -> tuple[int, int]:
     if len(pair) != 2 or not all(is_int(v) for v in pair):
         raise ValueError(f"{what} must be a positive int or a pair (kh, kw) of them, got {value!r}")
     return int(pair[0]), int(pair[1])
-
-
-def _conversion_hint(dtype, name: str) -> str:
-    """How to turn an array of `dtype` into floats, as the end of an error message ("" when there is no way)."""
-    if dtype.kind == "u" and dtype.itemsize == 1:
-        return f"; 8-bit image pixels become floats in [0, 1] with {name}.astype(np.float32) / 255"
-    if dtype.kind in "biu":
-        return f"; convert it with {name}.astype(np.float32)"
-    return f"; keep the real part with {name}.real" if dtype.kind == "c" else ""
 
 
 def any_tensor(x, name: str, op: str, device: str | None = None) -> Tensor:
@@ -67,10 +56,11 @@ def any_tensor(x, name: str, op: str, device: str | None = None) -> Tensor:
 
 def float_tensor(x, name: str, op: str) -> Tensor:
     """x as a Tensor, or a TypeError when it is not a floating point array; in debug mode also refuses NaN/inf."""
-    t = any_tensor(x, name, op)
-    if not backend.is_float_dtype(t.dtype):
+    t = x if isinstance(x, Tensor) else any_tensor(x, name, op)
+    if not backend.is_float_dtype(t.dtype):  # a Tensor holds bool, int or float: these convert to float32
+        scale = " / 255 (8-bit image pixels become floats in [0, 1])" if t.dtype == "uint8" else ""
         raise TypeError(f"{op}: {name} must be a floating point array (float16, float32 or float64), "
-                        f"got dtype {t.dtype}{_conversion_hint(t.dtype, name)}")
+                        f"got dtype {t.dtype}; convert it with {name}.astype(np.float32){scale}")
     if debug.enabled:
         debug.check_finite(t.data, name, op)
     return t
@@ -105,11 +95,19 @@ def expect_channels(t: Tensor, channels: int, name: str, op: str) -> None:
                          f"got shape {t.shape}{channels_last_hint(t, channels, name)}")
 
 
-def image_batch(x, op: str, name: str = "x") -> Tensor:
-    """x as a float NCHW Tensor with at least one image, channel and pixel, or a clear error."""
+BATCH_LAYOUTS = {4: "(N, C, H, W)", 2: "(N, C)"}
+"""The layout of a batch of each rank: images, or one feature vector per example."""
+
+
+def image_batch(x, op: str, name: str = "x", ranks: tuple = (4,)) -> Tensor:
+    """x as a float NCHW Tensor (or (N, C) where `ranks` holds 2) with at least one image, channel and pixel, or a
+    clear error (which suggests the batch axis when a single image is given)."""
     t = float_tensor(x, name, op)
-    expect_rank(t, 4, name, "(N, C, H, W)", op)
-    expect_nonempty(t, name, "(N, C, H, W)", op)
+    if t.ndim not in ranks:
+        expected = " or ".join(f"{rank} dimensions {BATCH_LAYOUTS[rank]}" for rank in ranks)
+        hint = f"; for a single example add the batch axis with {name}[None]" if t.ndim == 3 else ""
+        raise ValueError(f"{op}: {name} must have {expected}, got shape {t.shape}{hint}")
+    expect_nonempty(t, name, BATCH_LAYOUTS[t.ndim], op)
     return t
 
 
@@ -123,8 +121,7 @@ def expect_shape(t: Tensor, shape: tuple, name: str, op: str, channels_of: Tenso
 
 def same_dtype(op: str, **tensors: Tensor) -> None:
     """TypeError when the tensors disagree on dtype (no silent float32/float64 mixing)."""
-    first = next(iter(tensors.values())).dtype
-    if any(t.dtype != first for t in tensors.values()):  # comparing dtypes is cheap, printing them is not
+    if len({t.dtype for t in tensors.values()}) > 1:  # comparing dtypes is cheap, printing them is not
         dtypes = {name: str(t.dtype) for name, t in tensors.items()}
         raise TypeError(f"{op}: inputs must share one dtype, got {dtypes}")
 
@@ -142,21 +139,16 @@ def check_padding(padding, what: str) -> None:
         raise ValueError(f"{what} must be a non-negative int, 'valid' or 'same', got {padding!r}")
 
 
-def resolve_padding(padding, size: tuple[int, int], kernel: tuple[int, int], stride: int, op: str):
-    """((top, bottom), (left, right)) for padding given as int, "valid" or "same"."""
-    check_padding(padding, f"{op}: padding")
-    if padding == "same":
-        return tuple(same_padding(n, k, stride) for n, k in zip(size, kernel))
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    return ((padding, padding), (padding, padding))
-
-
 def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: str):
-    """Padding and output size for a window op; ValueError when the kernel does not fit."""
+    """((top, bottom), (left, right)) padding and the output size (Ho, Wo) of a window op, for padding given as an
+    int, "valid" or "same"; ValueError for a bad stride or padding, or a kernel that does not fit."""
     check_int(stride, f"{op}: stride")
+    check_padding(padding, f"{op}: padding")
     h, w = x_shape[-2:]
-    pads = resolve_padding(padding, (h, w), kernel, stride, op)
+    if padding == "same":
+        pads = (same_padding(h, kernel[0], stride), same_padding(w, kernel[1], stride))
+    else:
+        pads = ((0, 0), (0, 0)) if padding == "valid" else ((padding, padding), (padding, padding))
     padded = (h + sum(pads[0]), w + sum(pads[1]))
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
@@ -167,12 +159,7 @@ def window_geometry(x_shape, kernel: tuple[int, int], stride: int, padding, op: 
 def layer_input(x, channels: int, weight: Tensor, layer: str, ranks: tuple = (4,)) -> Tensor:
     """x as a float (N, channels, H, W) Tensor (or (N, channels) where `ranks` allows 2) with the dtype and device
     of the layer's `weight`, or a clear error: the one check of a layer's input, before it calls its Function."""
-    t = float_tensor(x, "x", layer)
-    if t.ndim not in ranks:
-        layouts = " or ".join({4: "4 (N, C, H, W)", 2: "2 (N, C)"}[rank] for rank in ranks)
-        hint = "; for a single image add the batch axis with x[None]" if t.ndim == 3 else ""
-        raise ValueError(f"{layer}: x must have {layouts} dimensions, got shape {t.shape}{hint}")
-    expect_nonempty(t, "x", "(N, C, ...)", layer)
+    t = image_batch(x, layer, "x", ranks)
     expect_channels(t, channels, "x", layer)
     if t.dtype != weight.dtype or t.device != weight.device:
         same_device(layer, x=t, weight=weight)

@@ -11,6 +11,7 @@ import math
 
 from . import backend
 from .autograd import Function, Tensor, as_tensor
+from .checks import same_device, same_dtype
 
 
 class Add(Function):
@@ -68,18 +69,15 @@ class Neg(Function):
 
 
 class MatMul(Function):
-    """a @ b for 2-D (or batched) operands."""
+    """a @ b for 2-D (or batched) operands (``check_operands`` makes sure they fit)."""
 
     def forward(self, a, b):
-        if a.ndim < 2 or b.ndim < 2:
-            raise ValueError(f"matmul needs operands with at least 2 dimensions, got shapes {a.shape} and {b.shape}")
         self.a, self.b = a, b
         return a @ b
 
     def backward(self, grad):  # C = AB: dA = dC B^T, dB = A^T dC
-        xp = backend.array_module(grad)
-        return (grad @ xp.swapaxes(self.b, -1, -2) if self.needs_input_grad[0] else None,
-                xp.swapaxes(self.a, -1, -2) @ grad if self.needs_input_grad[1] else None)
+        return (grad @ self.b.swapaxes(-1, -2) if self.needs_input_grad[0] else None,
+                self.a.swapaxes(-1, -2) @ grad if self.needs_input_grad[1] else None)
 
 
 class Sum(Function):
@@ -91,9 +89,8 @@ class Sum(Function):
 
     def backward(self, grad):  # every summed element receives the gradient of the sum
         xp = backend.array_module(grad)
-        if self.axis is not None and not self.keepdims:
-            grad = xp.expand_dims(grad, self.axis)
-        return xp.broadcast_to(grad, self.shape)
+        kept = grad if self.axis is None or self.keepdims else xp.expand_dims(grad, self.axis)  # summed axes as 1s
+        return xp.broadcast_to(kept, self.shape)
 
 
 class Reshape(Function):
@@ -114,9 +111,8 @@ class Transpose(Function):
         self.axes = axes
         return a.transpose(axes)
 
-    def backward(self, grad):
-        xp = backend.array_module(grad)
-        inverse = None if self.axes is None else tuple(xp.argsort(xp.asarray(self.axes)).tolist())
+    def backward(self, grad):  # result axis k is axis axes[k] of a: the inverse permutation sorts k by axes[k]
+        inverse = None if self.axes is None else sorted(range(grad.ndim), key=lambda k: self.axes[k] % grad.ndim)
         return grad.transpose(inverse)
 
 
@@ -134,38 +130,34 @@ class GetItem(Function):
         return full
 
 
-def _broadcastable(*shapes) -> bool:
-    """True when NumPy can broadcast arrays of these shapes together."""
-    if all(shape == shapes[0] for shape in shapes):
-        return True
-    return all(len(set(lengths) - {1}) <= 1 for lengths in zip(*(reversed(shape) for shape in shapes)))
+def _broadcastable(a: tuple, b: tuple) -> bool:
+    """True when NumPy can broadcast shapes a and b together: aligned from the right, each pair of lengths is equal
+    or holds a 1."""
+    return all(m == n or m == 1 or n == 1 for m, n in zip(reversed(a), reversed(b)))
 
 
 def check_operands(a, b, expression: str, matrix_product: bool = False) -> tuple[Tensor, Tensor]:
     """a and b as Tensors (a number or list takes the dtype and device of the Tensor operand), or a clear error,
     naming both operands, when `expression` ("a + b", "add(a, b)" ...) cannot be computed as written: an operand
     that is not numbers (None, text), two devices, two dtypes (no silent float32 -> float64 upcast), or shapes
-    that do not broadcast (for a matrix product: whose core axes do not fit or whose leading axes do not
-    broadcast)."""
+    that do not broadcast (for a matrix product: operands of fewer than 2 dimensions, core axes that do not fit or
+    leading axes that do not broadcast)."""
     like = a if isinstance(a, Tensor) else b
     try:
         a, b = as_tensor(a, like=like), as_tensor(b, like=like)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{expression}: {err}") from err
-    given = f"{expression} with a of shape {a.shape}, {a.dtype} on {a.device} and b of shape {b.shape}, " \
-            f"{b.dtype} on {b.device}"
-    if a.device != b.device:
-        raise ValueError(f"{given}: both must live on one device; move one with .to(device)")
-    if a.dtype != b.dtype:
-        raise TypeError(f"{given}: both must have one dtype; convert one with tx.tensor(..., dtype=...)")
-    if matrix_product:
-        if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0] \
-                or not _broadcastable(a.shape[:-2], b.shape[:-2]):
-            raise ValueError(f"{given}: a @ b needs a's last axis to match b's second to last (its only axis "
-                             "when b is a vector), and the leading axes to broadcast")
-    elif not _broadcastable(a.shape, b.shape):
-        raise ValueError(f"{given}: the shapes do not broadcast: aligned from the right, each pair of lengths "
-                         "must be equal or contain a 1")
+    if a.dtype != b.dtype or a.device != b.device:
+        same_device(expression, a=a, b=b)
+        same_dtype(expression, a=a, b=b)
+    if matrix_product and not (a.ndim > 1 and b.ndim > 1 and a.shape[-1] == b.shape[-2]
+                               and _broadcastable(a.shape[:-2], b.shape[:-2])):
+        raise ValueError(f"{expression} with a of shape {a.shape} and b of shape {b.shape}: a @ b needs operands of "
+                         "at least 2 dimensions, a's last axis to match b's second to last, and the leading axes "
+                         "to broadcast")
+    if not matrix_product and a.shape != b.shape and not _broadcastable(a.shape, b.shape):
+        raise ValueError(f"{expression} with a of shape {a.shape} and b of shape {b.shape}: the shapes do not "
+                         "broadcast: aligned from the right, each pair of lengths must be equal or contain a 1")
     return a, b
 
 
@@ -200,8 +192,6 @@ def _transpose(self, *axes):
     return Transpose.apply(self, axes=axes or None)
 
 
-Tensor.sum, Tensor.reshape, Tensor.transpose = _sum, _reshape, _transpose
-Tensor.T = property(_transpose, doc="The tensor with its axes reversed.")
 
 
 def _mean(self, axis=None, keepdims=False):
@@ -214,4 +204,5 @@ def _mean(self, axis=None, keepdims=False):
     return total * (1.0 / count)
 
 
-Tensor.mean = _mean
+Tensor.sum, Tensor.reshape, Tensor.transpose, Tensor.mean = _sum, _reshape, _transpose, _mean
+Tensor.T = property(_transpose, doc="The tensor with its axes reversed.")

@@ -28,9 +28,8 @@ class PointwiseConv2dFunction(Function):
     """The 1x1 convolution; stride s reads x[..., ::s, ::s] (Xception's stride-2 shortcut convs)."""
 
     def forward(self, x, w, stride=1):
-        xp = backend.array_module(x)
         self.x_shape, self.stride, self.w = x.shape, stride, w
-        self.x = x if stride == 1 else xp.ascontiguousarray(x[..., ::stride, ::stride])
+        self.x = x if stride == 1 else x[..., ::stride, ::stride].copy()  # a contiguous copy of the pixels read
         return kernels.pointwise_conv2d_forward(self.x, w)
 
     def backward(self, grad):

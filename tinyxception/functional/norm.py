@@ -22,7 +22,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, Tensor
-from ..checks import check_number, expect_nonempty, expect_shape, float_tensor, same_device, same_dtype
+from ..checks import check_number, expect_shape, float_tensor, image_batch, same_device, same_dtype
 from ..kernels import active as kernels
 
 
@@ -43,13 +43,13 @@ class BatchNormInferenceFunction(Function):
     """y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta: the running statistics are constants."""
 
     def forward(self, x, gamma, beta, running_mean, running_var, eps):
-        xp = backend.array_module(x)
-        self.x, self.mean, self.gamma = x, running_mean.copy(), gamma  # copy: updated in place by training
-        self.inv_std = 1 / xp.sqrt(running_var + eps)
+        # copies of the statistics (training updates them in place); 1 / sqrt(var + eps) only when backward runs
+        self.x, self.gamma, self.mean, self.var_eps = x, gamma, running_mean.copy(), running_var + eps
         return kernels.batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps)
 
     def backward(self, grad):
-        return kernels.batch_norm_inference_backward(grad, self.x, self.mean, self.inv_std, self.gamma)
+        inv_std = 1 / backend.array_module(grad).sqrt(self.var_eps)
+        return kernels.batch_norm_inference_backward(grad, self.x, self.mean, inv_std, self.gamma)
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
@@ -65,18 +65,14 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool,
     Gradients flow to x, gamma and beta in both modes; the running statistics get none.
     """
     op = "batch_norm"
-    x = float_tensor(x, "x", op)
-    if x.ndim not in (2, 4):
-        raise ValueError(f"{op}: x must have 4 dimensions (N, C, H, W) or 2 (N, C), got shape {x.shape}")
-    expect_nonempty(x, "x", "(N, C, ...)", op)
+    x = image_batch(x, op, ranks=(4, 2))
     params = {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
-    for name in ("running_mean", "running_var"):
-        if training and not (isinstance(params[name], Tensor) or backend.is_array(params[name])):
-            raise TypeError(f"{op}: training updates {name} in place, so it must be an array or a Tensor, "
-                            f"got a {type(params[name]).__name__}")
-    params = {name: float_tensor(p, name, op) for name, p in params.items()}
     for name, p in params.items():
-        expect_shape(p, (x.shape[1],), name, op, channels_of=x)
+        if training and name.startswith("running") and not (isinstance(p, Tensor) or backend.is_array(p)):
+            raise TypeError(f"{op}: training updates {name} in place, so it must be an array or a Tensor, "
+                            f"got a {type(p).__name__}")
+        params[name] = float_tensor(p, name, op)
+        expect_shape(params[name], (x.shape[1],), name, op, channels_of=x)
     same_dtype(op, x=x, **params)
     same_device(op, x=x, **params)
     momentum = check_number(momentum, f"{op}: momentum", 0, 1)
