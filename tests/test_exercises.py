@@ -5,6 +5,7 @@ the stub's "not implemented yet" message (the stubs are reached, and nothing els
 solutions copied into a folder of their own, every chapter test must pass (exercise mode itself changes
 nothing but whose kernels run). The in-process tests check the switch, the stubs and the progress report.
 """
+import ast
 import hashlib
 import os
 import subprocess
@@ -19,7 +20,7 @@ import tinyxception.functional as F
 from tinyxception import exercise_mode
 from tinyxception.exercise_mode import EXERCISES, PACKAGE_FOLDER, learner_function
 from tinyxception.exercise_cases import CASES
-from tinyxception.exercise_report import check_exercise
+from tinyxception.exercise_report import check_exercise, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ["ch1_autograd", "ch2_conv", "ch3_norm_pool", "ch4_xception", "ch5_training"]
@@ -171,12 +172,44 @@ def test_reference_tier_files_as_a_learner_folder_pass_every_chapter(tmp_path):
     assert sorted(log.read_text().split()) == sorted(EXERCISES)
 
 
+FIRST_EXERCISES = ("topological_order", "depthwise_conv2d_forward", "depthwise_conv2d_backward",
+                   "pointwise_conv2d_forward", "pointwise_conv2d_backward", "batch_norm_backward",
+                   "max_pool2d_backward", "global_avg_pool2d_backward")
+"""The course's first eight exercises, in autograd.py, conv.py, norm.py and pool.py: a learner's folder from then
+has only these."""
+
+
+def write_first_exercises_folder(folder: Path) -> Path:
+    """tests/learner_solutions/ as a learner who did the course before the later exercises existed has it: the
+    modules of the first eight exercises, without the functions of any later exercise."""
+    folder.mkdir()
+    later = set(EXERCISES) - set(FIRST_EXERCISES)
+    for module in sorted({EXERCISES[name].module for name in FIRST_EXERCISES}):
+        tree = ast.parse((LEARNER_SOLUTIONS / f"{module}.py").read_text())
+        tree.body = [node for node in tree.body if getattr(node, "name", None) not in later]
+        (folder / f"{module}.py").write_text(ast.unparse(tree) + "\n")
+    return folder
+
+
 @pytest.mark.slow
-def test_plain_learner_solutions_written_independently_pass_chapters_1_to_3(tmp_path):
+@pytest.mark.parametrize("exercises", ["all", "first-eight"])
+def test_plain_learner_solutions_written_independently_pass_chapters_1_to_3(tmp_path, exercises):
     """tests/learner_solutions/ holds solutions written as a new learner writes them (np.pad, einsum, a
     step-by-step batch-norm backward, `import numpy as np`), independently of the library: any correct solution
-    must pass, whatever memory layout it returns."""
-    assert_all_pass(*run_chapters(tmp_path, f"--exercises-dir={LEARNER_SOLUTIONS}", CHAPTERS[:3]), at_least=150)
+    must pass, whatever memory layout it returns. A folder from before the later exercises existed (only the
+    first eight) passes too: what it lacks runs on the reference tier, and its own tests are skipped."""
+    folder = LEARNER_SOLUTIONS if exercises == "all" else write_first_exercises_folder(tmp_path / "first")
+    assert_all_pass(*run_chapters(tmp_path, f"--exercises-dir={folder}", CHAPTERS[:3]), at_least=150)
+
+
+def test_a_folder_without_the_later_exercises_reports_them_as_not_started(tmp_path):
+    """The check of an exercise the learner's folder does not define yet says "not implemented yet" (it is not a
+    pass, although the library runs the reference in its place), while the first eight still pass."""
+    folder = write_first_exercises_folder(tmp_path / "first")
+    assert check_exercise("depthwise_conv2d_forward", folder)[0] == "pass"
+    for name in ("conv2d_forward", "relu_forward", "sgd_momentum_step"):
+        assert check_exercise(name, folder)[0] == "not started"
+        assert "not implemented yet" in verdict(name, folder)
 
 
 @pytest.mark.slow

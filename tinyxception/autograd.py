@@ -12,8 +12,6 @@ The walk uses an explicit stack (no recursion, so a 1000-layer graph is fine)
 and *adds* the gradients arriving at a tensor used twice (``b = a + a``).
 After ``backward`` the graph is released unless ``retain_graph=True``.
 """
-from __future__ import annotations
-
 import contextlib
 import zlib
 

@@ -7,8 +7,6 @@ module of the package decides which library to use.
 CuPy is optional. ``import cupy`` can succeed on a machine without a GPU, so a
 device counts as available only when ``cupy.cuda.is_available()`` says so.
 """
-from __future__ import annotations
-
 import numpy
 
 DEVICES = ("cpu", "cuda")

@@ -3,8 +3,6 @@
 Every check is O(1) on shapes and dtypes, except the NaN/inf scan of ``float_tensor``, which runs only
 in debug mode (``tinyxception.debug``).
 """
-from __future__ import annotations
-
 import numbers
 
 from . import backend, debug

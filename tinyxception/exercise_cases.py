@@ -7,8 +7,6 @@ which idea their kernel gets wrong. A kernel is compared with the reference tier
 same shape, same dtype, values within a tolerance of the dtype; and for topological_order, which has many right
 answers, the property itself (each tensor once, after its inputs).
 """
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Callable
 

@@ -1,7 +1,5 @@
 """The learner's switch, kept at this import path for the stubs (``from tinyxception.exercise_mode import todo``)
 and for scripts: learner mode lives in ``tinyxception.kernels`` (``kernels/learner.py``)."""
-from __future__ import annotations
-
 from pathlib import Path
 
 from . import kernels

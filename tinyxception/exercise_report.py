@@ -12,8 +12,6 @@ tinyxception/exercises/). The learner's file is read again at every check, so an
 are the small labelled problems of ``exercise_cases.py``; the chapter tests (``pytest --exercises -m ex_NAME``
 or ``-m <chapter>``) try many more.
 """
-from __future__ import annotations
-
 import ast
 import inspect
 import os
@@ -25,7 +23,7 @@ from pathlib import Path
 from . import kernels
 from .exercise_cases import CASES, case_failure
 from .kernels.learner import CHECK_VARIABLE, EXERCISES, PACKAGE_FOLDER, STUBS_FOLDER, check_folder, \
-    learner_function
+    defined
 
 TODO_IMPORT = "from tinyxception.exercise_mode import todo"
 
@@ -39,11 +37,13 @@ def default_folder(folder=None) -> Path:
 def check_exercise(name: str, folder=None) -> tuple[str, str]:
     """("pass" | "fail" | "not started", detail) for the learner's `name` in `folder`, read afresh: the detail
     of a failure names the first failing case (its number, label and parameters) and what differs."""
-    cases = CASES[name]
+    cases, folder = CASES[name], default_folder(folder)
     try:
-        function = learner_function(name, default_folder(folder), fresh=True)
+        function = defined(name, folder, fresh=True)
     except Exception as err:  # a learner's file that does not load is a "fail" with its message, not a crash
         return "fail", f"{type(err).__name__}: {err}"
+    if function is None:  # a folder from before this exercise existed: `exercises reset NAME` adds its stub
+        return "not started", ""
     for number, case in enumerate(cases, 1):
         try:
             why = case_failure(name, function, case)

@@ -8,8 +8,6 @@ Every loader checks everything before it writes anything: on an error the model 
 the Keras one apply one policy to the arrays they read (``bad_values``): real floating point, finite, no negative
 variance.
 """
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import json

@@ -10,8 +10,6 @@ to ours:
 The file is checked whole before anything is written (on an error the model is unchanged), with the value policy
 of ``tx.load`` (``io.bad_values``).
 """
-from __future__ import annotations
-
 from . import backend
 from .data import import_extra
 from .io import bad_values, existing_file, refuse

@@ -17,8 +17,6 @@ A module of any other class is refused (ValueError naming it), and nothing is wr
 depends on the input size, so the pads are computed for ``input_shape``'s height and width; the batch
 axis stays free ("batch"), so one file serves any batch size.
 """
-from __future__ import annotations
-
 import os
 
 from . import backend

@@ -5,8 +5,6 @@ Each is a Function with its backward beside its forward; autograd's ``backward()
 each gradient down to its input's shape with ``unbroadcast``). autograd.py imports this module at its end, which
 binds the operators to Tensor.
 """
-from __future__ import annotations
-
 import math
 
 from . import backend

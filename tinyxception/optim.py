@@ -11,8 +11,6 @@ update runs on NumPy or CuPy and keeps the parameter's dtype (float32 stays
 float32: the hyper-parameters are Python floats, which NumPy and CuPy treat as
 "weak" scalars that never upcast an array).
 """
-from __future__ import annotations
-
 import contextlib
 import math
 from collections.abc import Iterable

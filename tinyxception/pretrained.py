@@ -17,8 +17,6 @@ example does (``keras.utils.load_img(path, target_size=(299, 299))``, whose defa
 Pillow's "nearest"), so a file gives the same pixels here and in Keras; then ``preprocess_input``, one
 forward pass in evaluation mode, and ``decode_predictions``: per class its index, name and probability.
 """
-from __future__ import annotations
-
 import functools
 import os
 from importlib import resources

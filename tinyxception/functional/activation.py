@@ -3,8 +3,6 @@
 Both backwards read what forward already has (the output, and the input that the graph keeps
 alive anyway), so no extra array is saved and nothing is recomputed.
 """
-from __future__ import annotations
-
 import math
 
 from .. import backend

@@ -3,8 +3,6 @@
 add, mul and reshape are autograd's own Functions (the ones behind ``a + b``, ``a * b`` and
 ``t.reshape``) under functional names; linear and dropout are defined here.
 """
-from __future__ import annotations
-
 import math
 import numbers
 

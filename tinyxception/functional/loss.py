@@ -6,8 +6,6 @@ changes nothing mathematically (softmax is shift invariant) but keeps exp() <= 1
 
     log_softmax(z)_k = (z_k - max z) - log(sum_j exp(z_j - max z))
 """
-from __future__ import annotations
-
 from .. import backend
 from ..autograd import Function, Tensor
 from ..checks import any_tensor, expect_rank, float_tensor

@@ -16,8 +16,6 @@ constants, so the whole op folds into one per-channel affine map:
 
     y = x * scale + shift,   scale = gamma / sqrt(running_var + eps),   shift = beta - running_mean * scale
 """
-from __future__ import annotations
-
 import math
 
 from .. import backend

@@ -4,8 +4,6 @@ Max pooling pads with -inf, which never wins a maximum; the gradient of each win
 maximum. The kernels are ``max_pool2d_forward``/``max_pool2d_backward`` and ``global_avg_pool2d_backward``
 (``tinyxception.kernels``: read them in ``kernels/reference/pool.py``).
 """
-from __future__ import annotations
-
 from ..autograd import Function, Tensor
 from ..checks import image_batch, int_pair, is_int, window_geometry
 from ..kernels import active as kernels

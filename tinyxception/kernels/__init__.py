@@ -11,8 +11,6 @@ folder, the exercises come from the folder and every other kernel from the refer
 Whatever a fast kernel does inside, it returns an (N, C, H, W) array of the reference's values, shape and
 dtype; no kernel and no test may depend on how it is stored.
 """
-from __future__ import annotations
-
 import importlib
 import os
 from pathlib import Path
@@ -64,7 +62,8 @@ def use(choice="fast") -> None:
         table, _in_use = tier(choice), choice
     else:
         folder = learner.check_folder(choice)
-        table = {**tier("reference"), **{name: learner.dispatcher(folder, name) for name in learner.EXERCISES}}
+        reference = tier("reference")
+        table = {**reference, **{name: learner.dispatcher(folder, name, reference[name]) for name in learner.EXERCISES}}
         _in_use = folder
     vars(active).update(table)
 

@@ -5,8 +5,6 @@ positions, tap (i, j) of every window reads the strided view
 ``xpad[..., i : i + s*(out_h-1) + 1 : s, j : j + s*(out_w-1) + 1 : s]``,
 so an op can loop over the k*k taps (never over channels) and do whole-array work per tap.
 """
-from __future__ import annotations
-
 from .. import backend
 
 

@@ -12,8 +12,6 @@ library now check the learner's code:
 A learner's file is theirs: it may import numpy or anything else. It is read again whenever it changes on disk,
 so an edit shows at the next call, in a notebook too. The solutions are the reference tier's files.
 """
-from __future__ import annotations
-
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -104,19 +102,32 @@ def learner_module(folder: Path, module: str, fresh: bool = False):
     return _loaded[path][1]
 
 
+def defined(name: str, folder, fresh: bool = False):
+    """The learner's function `name` from `folder` (read again when `fresh`), or None when the folder has no such
+    file or function: a folder written before that exercise existed."""
+    module = EXERCISES[name].module
+    if not (Path(folder) / f"{module}.py").is_file():
+        return None
+    function = getattr(learner_module(folder, module, fresh), name, None)
+    return function if callable(function) else None
+
+
 def learner_function(name: str, folder, fresh: bool = False):
     """The learner's version of exercise `name` from `folder` (read again when `fresh`), or a clear error."""
-    entry = EXERCISES[name]
-    function = getattr(learner_module(folder, entry.module, fresh), name, None)
-    if not callable(function):
-        raise AttributeError(f"learner mode: {Path(folder) / (entry.module + '.py')} defines no function {name}")
+    function = defined(name, folder, fresh)
+    if function is None:
+        module = EXERCISES[name].module
+        learner_module(folder, module)  # the FileNotFoundError of a missing file
+        raise AttributeError(f"learner mode: {Path(folder) / (module + '.py')} defines no function {name}")
     return function
 
 
-def dispatcher(folder: Path, name: str):
-    """A kernel that calls the learner's `name` from `folder`, read at call time (so edits show at once)."""
+def dispatcher(folder: Path, name: str, fallback):
+    """A kernel that calls the learner's `name` from `folder`, read at call time (so edits show at once). Where
+    the folder has none (it predates that exercise) the reference's `fallback` runs, so older work keeps passing;
+    the exercise's own check reports it as not started."""
     def learners_kernel(*args):
-        return learner_function(name, folder)(*args)
+        return (defined(name, folder) or fallback)(*args)
     learners_kernel.__name__ = learners_kernel.__qualname__ = name
     return learners_kernel
 

@@ -1,6 +1,4 @@
 """The configuration of an Xception network: every weight-free choice, in one frozen dataclass, checked once."""
-from __future__ import annotations
-
 import dataclasses
 import math
 

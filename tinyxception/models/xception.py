@@ -14,8 +14,6 @@ between); every convolution is bias-free and followed by BatchNorm. Module names
 layer names inside each block (``sepconv1``, ``sepconv1_bn``, ``sepconv2_act`` ...), so
 ``model.entry_flow.block2.sepconv1`` is Keras' ``block2_sepconv1``. The forward pass returns logits.
 """
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import itertools

@@ -9,8 +9,6 @@ The paper's spectrum (Fig. 2-4) in parameters for a k x k kernel, C_in -> C_out 
 e.g. k=3, C_in=32, C_out=64: 18,432 versus 2,336. No layer has a bias by default: in
 Xception every convolution is followed by BatchNorm, whose beta already is a bias.
 """
-from __future__ import annotations
-
 import math
 
 from ..checks import check_int, check_padding, int_pair, layer_input, window_geometry

@@ -12,8 +12,6 @@ dimensions, fan_in = receptive * in, fan_out = receptive * out. So
 Biases start at 0; BatchNorm at gamma = 1, beta = 0, running mean 0, running variance 1.
 Weights are drawn on the host with a NumPy Generator (seedable) and moved later by ``Module.to``.
 """
-from __future__ import annotations
-
 import math
 
 from .. import backend

@@ -1,6 +1,4 @@
 """The layers around the convolutions: BatchNorm, activations, pooling, the classifier and dropout."""
-from __future__ import annotations
-
 import math
 
 from .. import functional as F

@@ -7,8 +7,6 @@ is kept in assignment order, so ``named_parameters()`` and ``state_dict()`` list
 in the order its layers were built, with dotted names such as
 ``entry_flow.block2.sepconv1.depthwise.weight``.
 """
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Mapping
 

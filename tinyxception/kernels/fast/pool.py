@@ -31,8 +31,6 @@ passes run on channels-last buffers instead, so that NumPy's innermost loop runs
 rows of a few pixels whose per-row cost outweighs the arithmetic. The buffers are NCHW *views* of channels-last
 storage, so the routing code is the same; the result is such a view too.
 """
-from __future__ import annotations
-
 from ... import backend
 from ..geometry import cache_tiles, output_size, pad, tap, taps, unpad
 
