@@ -110,7 +110,8 @@ def _same_logits_as_the_fast_tier(model, x, logits) -> tuple[bool, str]:
     finally:
         kernels.use(choice)
     difference = float(abs(logits.numpy() - expected).max())
-    return difference <= 1e-4 * float(abs(expected).max()), f"logits equal the fast tier's (largest difference {difference:.2g})"
+    agree = difference <= 1e-4 * float(abs(expected).max())
+    return agree, f"logits equal the fast tier's (largest difference {difference:.2g})"
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:

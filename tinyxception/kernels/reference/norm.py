@@ -42,7 +42,8 @@ def batch_norm_backward(grad, x, mean, inv_std, gamma):
     m, axes = x.size // x.shape[1], channel_axes(x)
     xhat = (x - per_channel(mean, x)) * per_channel(inv_std, x)
     grad_beta, grad_gamma = grad.sum(axis=axes), (grad * xhat).sum(axis=axes)
-    grad_x = per_channel(gamma * inv_std, x) * (grad - (per_channel(grad_beta, x) + xhat * per_channel(grad_gamma, x)) / m)
+    mean_terms = (per_channel(grad_beta, x) + xhat * per_channel(grad_gamma, x)) / m
+    grad_x = per_channel(gamma * inv_std, x) * (grad - mean_terms)
     return grad_x, grad_gamma, grad_beta
 
 
