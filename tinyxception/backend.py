@@ -64,6 +64,8 @@ def device_of(a) -> str:
 
 def array_module(*arrays):
     """numpy or cupy, whichever owns the arrays; raises when they live on different devices."""
+    if _cupy is None:  # CuPy never loaded: no array can be a GPU array (the common CPU case, on every op's path)
+        return numpy
     devices = {device_of(a) for a in arrays if a is not None}
     if len(devices) > 1:
         raise ValueError(f"arrays live on different devices: {sorted(devices)}; move them with .to(device) first")
