@@ -95,23 +95,23 @@ MISTAKES = {  # mistake -> (module, the learner's wrong version, words the verdi
         "pool", "def max_pool2d_forward(x, kernel, stride, pads, s=max_pool2d_forward):\n"
                 "    return s(pad(x, pads), kernel, stride, ((0, 0), (0, 0)))\n",
         ["case 2 of 6, all inputs negative, padded (pad with -inf, not 0)", "values differ"]),
-    "the gradient passes where y = 0": ("layers", "def relu_backward(grad, y):\n    return grad * (y >= 0)\n",
+    "the gradient passes where y = 0": ("norm", "def relu_backward(grad, y):\n    return grad * (y >= 0)\n",
                                        ["case 1 of 3, features", "some x exactly 0", "values differ"]),
-    "the bias forgotten": ("layers", "def linear_forward(x, w, b, s=linear_forward):\n    return s(x, w, None)\n",
+    "the bias forgotten": ("autograd", "def linear_forward(x, w, b, s=linear_forward):\n    return s(x, w, None)\n",
                            ["case 1 of 4, one sample", "b (3,)", "values differ"]),
-    "the bias gradient of one sample": ("layers", "def linear_backward(grad, x, w, s=linear_backward):\n"
+    "the bias gradient of one sample": ("autograd", "def linear_backward(grad, x, w, s=linear_backward):\n"
                                                   "    return (*s(grad, x, w)[:2], grad[0])\n",
                                         ["case 2 of 3, a batch of 5", "dL/db: values differ"]),
     "softmax without subtracting the row max": (
-        "layers", "def softmax_cross_entropy_forward(logits, labels):\n"
+        "training", "def softmax_cross_entropy_forward(logits, labels):\n"
                   "    log_p = backend.array_module(logits).log(backend.array_module(logits).exp(logits) / "
                   "backend.array_module(logits).exp(logits).sum(axis=1, keepdims=True))\n"
                   "    return -log_p[range(len(labels)), labels].mean(), log_p\n",
         ["case 3 of 4, large logits (subtract the row max)", "values differ by up to inf"]),
     "the loss gradient not divided by the batch size": (
-        "layers", "def softmax_cross_entropy_backward(grad, log_p, labels, s=softmax_cross_entropy_backward):\n"
+        "training", "def softmax_cross_entropy_backward(grad, log_p, labels, s=softmax_cross_entropy_backward):\n"
                   "    return s(grad, log_p, labels) * len(labels)\n", ["case 2 of 4, a batch of 6", "values differ"]),
-    "Nesterov ignored": ("optim", "def sgd_momentum_step(p, g, velocity, lr, momentum, nesterov, s=sgd_momentum_step):\n"
+    "Nesterov ignored": ("training", "def sgd_momentum_step(p, g, velocity, lr, momentum, nesterov, s=sgd_momentum_step):\n"
                                   "    return s(p, g, velocity, lr, momentum, False)\n",
                          ["case 3 of 4, Nesterov", "p (updated in place): values differ"]),
     "global average as a sum": ("pool", "def global_avg_pool2d_forward(x):\n    return x.sum(axis=(2, 3))\n",

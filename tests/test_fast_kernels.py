@@ -138,11 +138,12 @@ def test_fast_batch_norm_equals_the_reference(shape):
 def test_every_kernel_has_a_reference_and_the_fast_tier_covers_the_heavy_ones():
     """The registry: both tiers name the same kernels; the fast tier has its own version of every convolution,
     max-pool and batch-norm kernel and of the average pool's backward. The reference serves the rest (the
-    topological order, the average pool's forward, the layers and the optimiser step), being already a few whole-array
-    NumPy calls."""
+    topological order, the linear layer, ReLU, the average pool's forward, the loss and the optimiser step), being
+    already a few whole-array NumPy calls."""
     assert FAST.keys() == REFERENCE.keys() == {k for names in kernels.KERNELS.values() for k in names}
     own = {name for name in FAST if FAST[name] is not REFERENCE[name]}
-    plain = {"topological_order", "global_avg_pool2d_forward", *kernels.KERNELS["layers"], *kernels.KERNELS["optim"]}
+    plain = {"topological_order", "linear_forward", "linear_backward", "relu_forward", "relu_backward",
+             "global_avg_pool2d_forward", *kernels.KERNELS["training"]}
     assert own == set(FAST) - plain
 
 

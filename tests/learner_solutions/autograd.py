@@ -1,4 +1,5 @@
-"""A learner's topological order: a post-order walk with an explicit stack."""
+"""A learner's topological order (a post-order walk with an explicit stack) and linear layer (einsum)."""
+import numpy as np
 
 
 def topological_order(root):
@@ -19,3 +20,12 @@ def topological_order(root):
             expanded.add(id(t))
             stack.extend(parents)
     return order
+
+
+def linear_forward(x, w, b):
+    y = np.einsum("ni,ki->nk", x, w)
+    return y if b is None else y + b[None, :]
+
+
+def linear_backward(grad, x, w):
+    return np.einsum("nk,ki->ni", grad, w), np.einsum("nk,ni->ki", grad, x), grad.sum(axis=0)

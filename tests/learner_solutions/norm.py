@@ -1,4 +1,5 @@
-"""A learner's batch norm: the forward passes per channel, the backward from the computational graph step by step."""
+"""A learner's batch norm (the forward passes per channel, the backward from the computational graph step by
+step) and ReLU (np.where)."""
 import numpy as np
 
 
@@ -38,3 +39,11 @@ def batch_norm_backward(grad, x, mean, inv_std, gamma):
     dmean = np.sum(-dxhat * inv_std.reshape(shape), axis=axes) + dvar * np.sum(-2 * xc, axis=axes) / m
     dx = dxhat * inv_std.reshape(shape) + dvar.reshape(shape) * 2 * xc / m + dmean.reshape(shape) / m
     return dx.astype(x.dtype), dgamma, dbeta
+
+
+def relu_forward(x):
+    return np.where(x > 0, x, np.zeros_like(x))
+
+
+def relu_backward(grad, y):
+    return np.where(y > 0, grad, np.zeros_like(grad))

@@ -1,4 +1,5 @@
-"""Chapter 1: the order in which backward() visits the graph (notebook 01, pytest --exercises -m ch1_autograd)."""
+"""Chapter 1: the order in which backward() visits the graph, and the linear layer (notebook 01,
+pytest --exercises -m ch1_autograd)."""
 from tinyxception.exercise_mode import todo
 
 
@@ -11,3 +12,17 @@ def topological_order(root):
     use an explicit stack instead of recursion, or a 1000-layer chain hits Python's recursion limit.
     """
     raise todo("topological_order")
+
+
+def linear_forward(x, w, b):
+    """y = x @ w.T + b: x (N, in), w (out, in) as in PyTorch, b (out,) or None (no bias). Returns (N, out)."""
+    raise todo("linear_forward")
+
+
+def linear_backward(grad, x, w):
+    """(dL/dx, dL/dw, dL/db) given grad = dL/dy (N, out); shapes (N, in), (out, in), (out,).
+
+    Hint: write y[n, k] = sum over i of x[n, i] w[k, i] + b[k] and differentiate; the bias is added to every
+    row of the batch, so its gradient sums over the batch.
+    """
+    raise todo("linear_backward")

@@ -1,4 +1,5 @@
-"""Chapter 3: batch normalisation, forward and backward (notebook 04, pytest --exercises -m ch3_norm_pool).
+"""Chapter 3: batch normalisation, forward and backward, and the ReLU that follows it (notebook 04,
+pytest --exercises -m ch3_norm_pool).
 
 x: (N, C, H, W) or (N, C); every statistic is per channel, over the M = N*H*W values of that channel (all axes
 but axis 1); gamma, beta and the running statistics have shape (C,).
@@ -34,3 +35,14 @@ def batch_norm_backward(grad, x, mean, inv_std, gamma):
     dL/dbeta = sum(g) and dL/dgamma = sum(g * xhat) per channel appear in it.
     """
     raise todo("batch_norm_backward")
+
+
+def relu_forward(x):
+    """y = max(x, 0), element-wise; same shape and dtype as x."""
+    raise todo("relu_forward")
+
+
+def relu_backward(grad, y):
+    """dL/dx given grad = dL/dy and the forward's OUTPUT y (not x): dy/dx is 1 where x > 0 and 0 elsewhere
+    (at x = 0 too). Hint: where is x > 0, in terms of y?"""
+    raise todo("relu_backward")

@@ -10,7 +10,7 @@ from .. import backend
 from ..autograd import Function, Tensor
 from ..checks import any_tensor, expect_rank, float_tensor
 from ..kernels import active as kernels
-from ..kernels.reference.layers import log_softmax as _log_softmax
+from ..kernels.reference.training import log_softmax as _log_softmax
 
 
 class _LogSoftmax(Function):

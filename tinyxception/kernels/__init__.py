@@ -19,15 +19,13 @@ from . import learner
 from .fast import conv as fast_conv, depthwise as fast_depthwise, norm as fast_norm, pool as fast_pool
 
 KERNELS = {  # module -> the kernels it defines, in every tier and in the learner's folder
-    "autograd": ("topological_order",),
+    "autograd": ("topological_order", "linear_forward", "linear_backward"),
     "conv": ("depthwise_conv2d_forward", "depthwise_conv2d_backward", "pointwise_conv2d_forward",
              "pointwise_conv2d_backward", "conv2d_forward", "conv2d_backward"),
     "norm": ("batch_norm_forward", "batch_norm_backward", "batch_norm_inference_forward",
-             "batch_norm_inference_backward"),
+             "batch_norm_inference_backward", "relu_forward", "relu_backward"),
     "pool": ("max_pool2d_forward", "max_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward"),
-    "layers": ("relu_forward", "relu_backward", "linear_forward", "linear_backward", "softmax_cross_entropy_forward",
-               "softmax_cross_entropy_backward"),
-    "optim": ("sgd_momentum_step",),
+    "training": ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "sgd_momentum_step"),
 }
 
 TIERS = ("fast", "reference")

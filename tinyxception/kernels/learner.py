@@ -47,8 +47,7 @@ class Exercise:
 
 # (chapter, notebook that teaches it, module, its exercises): the path, each step needing only earlier ones
 _PATH = (
-    ("ch1_autograd", "01_tensors_and_autograd", "autograd", "topological_order"),
-    ("ch1_autograd", "01_tensors_and_autograd", "layers", "linear_forward linear_backward"),
+    ("ch1_autograd", "01_tensors_and_autograd", "autograd", "topological_order linear_forward linear_backward"),
     ("ch2_conv", "02_depthwise_pointwise_regular_conv", "conv",
      "depthwise_conv2d_forward depthwise_conv2d_backward pointwise_conv2d_forward pointwise_conv2d_backward"),
     ("ch2_conv", "03_inception_hypothesis_spectrum", "conv", "conv2d_forward conv2d_backward"),
@@ -56,10 +55,10 @@ _PATH = (
      "batch_norm_forward batch_norm_inference_forward batch_norm_backward"),
     ("ch3_norm_pool", "04_batchnorm_relu_pooling", "pool",
      "max_pool2d_forward max_pool2d_backward global_avg_pool2d_forward global_avg_pool2d_backward"),
-    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "layers", "relu_forward relu_backward"),
-    ("ch5_training", "01_tensors_and_autograd", "layers",
+    ("ch3_norm_pool", "04_batchnorm_relu_pooling", "norm", "relu_forward relu_backward"),
+    ("ch5_training", "01_tensors_and_autograd", "training",
      "softmax_cross_entropy_forward softmax_cross_entropy_backward"),
-    ("ch5_training", "07_training_on_digits", "optim", "sgd_momentum_step"),
+    ("ch5_training", "07_training_on_digits", "training", "sgd_momentum_step"),
 )
 EXERCISES: dict[str, Exercise] = {name: Exercise(name, module, chapter, notebook)  # name -> Exercise, in path order
                                   for chapter, notebook, module, names in _PATH for name in names.split()}

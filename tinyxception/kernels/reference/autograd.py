@@ -1,4 +1,4 @@
-"""Reference kernel of chapter 1: the order in which backward() visits the graph."""
+"""Reference kernels of chapter 1: the order in which backward() visits the graph, and the linear layer."""
 
 
 def topological_order(root):
@@ -20,3 +20,20 @@ def topological_order(root):
             if node._ctx is not None:
                 stack.extend((t, False) for t in node._ctx.inputs if t.requires_grad and id(t) not in visited)
     return order
+
+
+def linear_forward(x, w, b):
+    """y = x @ w.T + b: x (N, in), w (out, in) as in PyTorch, b (out,) or None."""
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def linear_backward(grad, x, w):
+    """(dL/dx, dL/dw, dL/db) of linear_forward, given grad = dL/dy of shape (N, out).
+
+    y[n, k] = sum over i of x[n, i] w[k, i] + b[k], so dL/dx = grad @ w, dL/dw = grad.T @ x and dL/db sums grad
+    over the batch.
+    """
+    return grad @ w, grad.T @ x, grad.sum(axis=0)

@@ -1,4 +1,4 @@
-"""Reference kernels of chapter 3: batch normalisation in training mode, per channel of (N, C, H, W) or (N, C).
+"""Reference kernels of chapter 3: batch normalisation, per channel of (N, C, H, W) or (N, C), and ReLU.
 
 Over the M = N*H*W values of each channel: mean = sum(x) / M, var = sum((x - mean)^2) / M (biased),
 xhat = (x - mean) / sqrt(var + eps), y = gamma * xhat + beta. The running statistics move towards the batch's
@@ -63,3 +63,14 @@ def batch_norm_inference_backward(grad, x, mean, inv_std, gamma):
     xhat = (x - per_channel(mean, x)) * per_channel(inv_std, x)
     axes = channel_axes(x)
     return per_channel(gamma * inv_std, x) * grad, (grad * xhat).sum(axis=axes), grad.sum(axis=axes)
+
+
+def relu_forward(x):
+    """y = max(x, 0), element-wise."""
+    return backend.array_module(x).maximum(x, 0)
+
+
+def relu_backward(grad, y):
+    """dL/dx of y = relu_forward(x), given grad = dL/dy and the output y: dy/dx is 1 where x > 0, which is
+    exactly where y > 0, and 0 elsewhere (at x = 0 too, by convention), so no copy of x is needed."""
+    return grad * (y > 0)

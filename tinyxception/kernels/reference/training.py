@@ -1,34 +1,6 @@
-"""Reference kernels of the layers around the convolutions: ReLU (chapter 3), the classifier's linear layer
-(chapter 1) and the softmax cross-entropy loss (chapter 5)."""
+"""Reference kernels of chapter 5: the softmax cross-entropy loss and one step of stochastic gradient descent
+with momentum."""
 from tinyxception import backend
-
-
-def relu_forward(x):
-    """y = max(x, 0), element-wise."""
-    return backend.array_module(x).maximum(x, 0)
-
-
-def relu_backward(grad, y):
-    """dL/dx of y = relu_forward(x), given grad = dL/dy and the output y: dy/dx is 1 where x > 0, which is
-    exactly where y > 0, and 0 elsewhere (at x = 0 too, by convention), so no copy of x is needed."""
-    return grad * (y > 0)
-
-
-def linear_forward(x, w, b):
-    """y = x @ w.T + b: x (N, in), w (out, in) as in PyTorch, b (out,) or None."""
-    y = x @ w.T
-    if b is not None:
-        y += b
-    return y
-
-
-def linear_backward(grad, x, w):
-    """(dL/dx, dL/dw, dL/db) of linear_forward, given grad = dL/dy of shape (N, out).
-
-    y[n, k] = sum over i of x[n, i] w[k, i] + b[k], so dL/dx = grad @ w, dL/dw = grad.T @ x and dL/db sums grad
-    over the batch.
-    """
-    return grad @ w, grad.T @ x, grad.sum(axis=0)
 
 
 def log_softmax(z):
@@ -58,3 +30,19 @@ def softmax_cross_entropy_backward(grad, log_p, labels):
     d[xp.arange(len(labels)), labels] -= 1
     d *= grad * (1.0 / len(labels))
     return d
+
+
+def sgd_momentum_step(p, g, velocity, lr, momentum, nesterov):
+    """Update the parameter array p IN PLACE from its gradient g, and return the new velocity.
+
+    PyTorch's momentum (no dampening): v = momentum * v + g, starting from v = 0 (velocity None at the first
+    step, so v = g); then p -= lr * v, or with Nesterov momentum p -= lr * (g + momentum * v), a step from the
+    point the momentum is about to reach.
+    """
+    if velocity is None:  # v = momentum * 0 + g: a copy of g, no zero-filled buffer
+        velocity = g.copy()
+    else:
+        velocity *= momentum
+        velocity += g
+    p -= lr * (g + momentum * velocity if nesterov else velocity)
+    return velocity
