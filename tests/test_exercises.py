@@ -39,6 +39,7 @@ STUBS_SHA256 = {  # the shipped stubs; a changed stub changes its hash here too
     "pool.py": "7e4f32a5a5f8aa3e6a1878000d192a86e1acc29de199668418b8266c5c1c8046",
     "layers.py": "df69dfeed3d85556a738044d8c8cea24780193748b685d7e19ef60fdb9f29e82",
     "optim.py": "b9c813691fcab4049575c6561346a85acc8edb82dc8fc6f1130862497cceb9fe",
+    "network.py": "92b78e2a946d0b94ca837a22f31d847299b9c98d77e1f6d9bc05d5f737f9b150",
 }
 
 
@@ -359,11 +360,26 @@ def test_progress_report_refuses_a_missing_folder(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def with_learners_middle_flow(model, folder):
+    """`model` with each middle-flow block replaced by the learner's middle_flow_block from `folder`, into which
+    the library block's parameters and buffers are copied in order (so the network keeps its weights)."""
+    build = learner_function("middle_flow_block", folder)
+    for name, block in list(model.middle_flow.named_children()):
+        mine = build(model.config.channels()["block4"], np.random.default_rng(1))
+        for ours, theirs in zip(mine.parameters(), block.parameters()):
+            ours.data[...] = theirs.data
+        for (_, ours), (_, theirs) in zip(mine.named_buffers(), block.named_buffers()):
+            ours[...] = theirs
+        setattr(model.middle_flow, name, mine)
+    return model
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("solutions", ["reference tier", "independent"])
 def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path, solutions):
     """The goal of the course: with a learner's folder of correct solutions of every exercise (the reference
-    tier's files, or the independent ones of tests/learner_solutions/), tx.Xception runs on the learner's own
+    tier's files, or the independent ones of tests/learner_solutions/), tx.Xception with its eight middle-flow
+    blocks built by the learner's middle_flow_block (the library's weights copied in) runs on the learner's own
     kernels, has the paper's 22,855,952 trainable parameters, and gives the fast tier's logits to float32 rounding
     (on a 2 x 3 x 71 x 71 batch, the smallest input the network takes) and, in one training-mode forward and
     backward, its first layer's weight gradient; with one SGD-with-momentum step after it, every exercise was
@@ -375,6 +391,7 @@ def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path, solu
     outputs = {}
     for choice in (folder, None):  # None: learner mode off, the fast tier
         model = tx.Xception(seed=0)  # the same weights each time, before any running statistic moves
+        model = with_learners_middle_flow(model, folder) if choice else model
         exercise_mode.use_exercises(choice)
         try:
             with tx.no_grad():

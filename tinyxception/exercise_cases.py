@@ -205,6 +205,8 @@ CASES: dict[str, list[Case]] = {
         ("linear", _linear_cases), ("softmax_cross_entropy", _softmax_cases)) for kind in ("forward", "backward")},
     **{f"batch_norm_{kind}": _batch_norm_cases(kind) for kind in ("forward", "inference_forward", "backward")},
     "sgd_momentum_step": _sgd_cases(),
+    "middle_flow_block": [Case(f"{c} channels, x (2, {c}, 5, 5) float32, train then eval mode",
+                               lambda rng, c=c: (c, rng)) for c in (4, 7)],
 }
 
 
@@ -219,6 +221,30 @@ def _order_problem(order, root) -> str | None:
         if t._ctx is not None and any(position.get(id(i), -1) > position[id(t)] for i in t._ctx.inputs):
             return "a tensor comes before one of its inputs"
     return None
+
+
+def _block_problem(block, channels, rng) -> str | None:
+    """Why the learner's `block` is not the library's middle-flow block (None when it is): its parameter shapes
+    in order, then, with the library block's parameters and buffers copied into it in order, its outputs on a
+    small batch in training mode and then in evaluation mode (with the running statistics that step left)."""
+    from .models.xception import MiddleBlock  # here: the models sit above the kernels this module checks
+    from .nn import Module
+    if not isinstance(block, Module):
+        return f"expected a tx.nn.Module, got {type(block).__name__}"
+    library = MiddleBlock(channels, rng=rng)
+    shapes = [[tuple(p.shape) for p in module.parameters()] for module in (block, library)]
+    if shapes[0] != shapes[1]:
+        k = next((k for k, pair in enumerate(zip(*shapes)) if pair[0] != pair[1]), min(map(len, shapes)))
+        return f"parameter shapes in order differ from parameter {k + 1} on: yours {shapes[0][k:k + 3]}, expected " \
+               f"{shapes[1][k:k + 3]} (of {len(shapes[1])}: depthwise, pointwise, gamma, beta, three times)"
+    for mine, given in zip(block.parameters(), library.parameters()):
+        mine.data[...] = given.data
+    for (_, mine), (_, given) in zip(block.named_buffers(), library.named_buffers()):
+        mine[...] = given
+    x = tensor(_normal(rng, (2, channels, 5, 5), "float32"))
+    return next((f"{mode} mode: {why}" for mode in ("train", "eval")
+                 if (why := difference(*(module.train(mode == "train")(x).data for module in (block, library))))),
+                None)
 
 
 def difference(result, expected, names=()) -> str | None:
@@ -247,8 +273,8 @@ def case_failure(name: str, function, case: Case) -> str | None:
     """Why `function` (a kernel named `name`) fails `case`, or None when it passes. Errors propagate."""
     arguments, theirs = case.arguments(), case.arguments()
     result = function(*arguments)
-    if name == "topological_order":
-        return _order_problem(result, *arguments)
+    if name in ("topological_order", "middle_flow_block"):  # checked for a property, not compared with arrays
+        return (_order_problem if name == "topological_order" else _block_problem)(result, *arguments)
     expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
     if updated:  # what a kernel updates in place is part of its result
         result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))
