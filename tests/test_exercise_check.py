@@ -119,6 +119,10 @@ MISTAKES = {  # mistake -> (module, the learner's wrong version, words the verdi
     "the residual forgotten": ("network", "def middle_flow_block(channels, rng, s=middle_flow_block):\n"
                                "    block = s(channels, rng)\n    block.residual = False\n    return block\n",
                                ["case 1 of 2, 4 channels", "train mode: values differ"]),
+    "batch norm with PyTorch's momentum 0.1, not Keras' 0.01": (
+        "network", "def middle_flow_block(channels, rng, s=middle_flow_block):\n    block = s(channels, rng)\n"
+                   "    for layer in block.modules():\n        layer.momentum = 0.1\n    return block\n",
+        ["case 1 of 2", "eval mode, with the running statistics that step left: values differ"]),
     "one separable convolution instead of three": (
         "network", "def middle_flow_block(channels, rng):\n    from tinyxception import nn\n"
                    "    return nn.SeparableConv2d(channels, channels, rng=rng)\n",

@@ -4,8 +4,9 @@
 (``pytest --exercises -m ex_NAME``) all run these. Each case names what it exercises (no padding, padding on one
 side only, stride 2, a non-square kernel, ties, float32, ...), so that the first failing case tells a learner
 which idea their kernel gets wrong. A kernel is compared with the reference tier's solution of the same name:
-same shape, same dtype, values within a tolerance of the dtype; and for topological_order, which has many right
-answers, the property itself (each tensor once, after its inputs).
+same shape, same dtype, values within a tolerance of the dtype; for topological_order, which has many right
+answers, the property itself (each tensor once, after its inputs); and for middle_flow_block, which returns a
+module, its parameter shapes and, with the library block's weights copied in, its outputs.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,8 @@ from . import backend
 from .autograd import tensor
 from .kernels import tier
 from .kernels.geometry import output_size
+from .models.xception import MiddleBlock
+from .nn import Module
 
 np = backend.cpu_module()
 # exercise -> the names of the arrays it returns, then of those it updates in place, for the messages
@@ -227,8 +230,6 @@ def _block_problem(block, channels, rng) -> str | None:
     """Why the learner's `block` is not the library's middle-flow block (None when it is): its parameter shapes
     in order, then, with the library block's parameters and buffers copied into it in order, its outputs on a
     small batch in training mode and then in evaluation mode (with the running statistics that step left)."""
-    from .models.xception import MiddleBlock  # here: the models sit above the kernels this module checks
-    from .nn import Module
     if not isinstance(block, Module):
         return f"expected a tx.nn.Module, got {type(block).__name__}"
     library = MiddleBlock(channels, rng=rng)
@@ -242,9 +243,11 @@ def _block_problem(block, channels, rng) -> str | None:
     for (_, mine), (_, given) in zip(block.named_buffers(), library.named_buffers()):
         mine[...] = given
     x = tensor(_normal(rng, (2, channels, 5, 5), "float32"))
-    return next((f"{mode} mode: {why}" for mode in ("train", "eval")
-                 if (why := difference(*(module.train(mode == "train")(x).data for module in (block, library))))),
-                None)
+    for mode, training in (("train mode", True), ("eval mode, with the running statistics that step left", False)):
+        outputs = [module.train(training)(x).data for module in (block, library)]
+        if why := difference(*outputs):
+            return f"{mode}: {why}"
+    return None
 
 
 def difference(result, expected, names=()) -> str | None:
@@ -273,8 +276,9 @@ def case_failure(name: str, function, case: Case) -> str | None:
     """Why `function` (a kernel named `name`) fails `case`, or None when it passes. Errors propagate."""
     arguments, theirs = case.arguments(), case.arguments()
     result = function(*arguments)
-    if name in ("topological_order", "middle_flow_block"):  # checked for a property, not compared with arrays
-        return (_order_problem if name == "topological_order" else _block_problem)(result, *arguments)
+    property_problem = {"topological_order": _order_problem, "middle_flow_block": _block_problem}.get(name)
+    if property_problem:  # many right orders; a module, not arrays: checked for what it must do
+        return property_problem(result, *arguments)
     expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
     if updated:  # what a kernel updates in place is part of its result
         result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))
