@@ -116,6 +116,17 @@ MISTAKES = {  # mistake -> (module, the learner's wrong version, words the verdi
                          ["case 3 of 4, Nesterov", "p (updated in place): values differ"]),
     "global average as a sum": ("pool", "def global_avg_pool2d_forward(x):\n    return x.sum(axis=(2, 3))\n",
                                 ["case 1 of 3, x (2, 3, 4, 5)", "values differ"]),
+    "the residual forgotten": ("network", "def middle_flow_block(channels, rng, s=middle_flow_block):\n"
+                               "    block = s(channels, rng)\n    block.residual = False\n    return block\n",
+                               ["case 1 of 2, 4 channels", "train mode: values differ"]),
+    "batch norm with PyTorch's momentum 0.1, not Keras' 0.01": (
+        "network", "def middle_flow_block(channels, rng, s=middle_flow_block):\n    block = s(channels, rng)\n"
+                   "    for layer in block.modules():\n        layer.momentum = 0.1\n    return block\n",
+        ["case 1 of 2", "eval mode, with the running statistics that step left: values differ"]),
+    "one separable convolution instead of three": (
+        "network", "def middle_flow_block(channels, rng):\n    from tinyxception import nn\n"
+                   "    return nn.SeparableConv2d(channels, channels, rng=rng)\n",
+        ["case 1 of 2", "differ from parameter 3 on: yours [], expected [(4,), (4,), (4, 1, 3, 3)] (of 12"]),
 }
 
 

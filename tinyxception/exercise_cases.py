@@ -4,8 +4,9 @@
 (``pytest --exercises -m ex_NAME``) all run these. Each case names what it exercises (no padding, padding on one
 side only, stride 2, a non-square kernel, ties, float32, ...), so that the first failing case tells a learner
 which idea their kernel gets wrong. A kernel is compared with the reference tier's solution of the same name:
-same shape, same dtype, values within a tolerance of the dtype; and for topological_order, which has many right
-answers, the property itself (each tensor once, after its inputs).
+same shape, same dtype, values within a tolerance of the dtype; for topological_order, which has many right
+answers, the property itself (each tensor once, after its inputs); and for middle_flow_block, which returns a
+module, its parameter shapes and, with the library block's weights copied in, its outputs.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,8 @@ from . import backend
 from .autograd import tensor
 from .kernels import tier
 from .kernels.geometry import output_size
+from .models.xception import MiddleBlock
+from .nn import Module
 
 np = backend.cpu_module()
 # exercise -> the names of the arrays it returns, then of those it updates in place, for the messages
@@ -205,6 +208,8 @@ CASES: dict[str, list[Case]] = {
         ("linear", _linear_cases), ("softmax_cross_entropy", _softmax_cases)) for kind in ("forward", "backward")},
     **{f"batch_norm_{kind}": _batch_norm_cases(kind) for kind in ("forward", "inference_forward", "backward")},
     "sgd_momentum_step": _sgd_cases(),
+    "middle_flow_block": [Case(f"{c} channels, x (2, {c}, 5, 5) float32, train then eval mode",
+                               lambda rng, c=c: (c, rng)) for c in (4, 7)],
 }
 
 
@@ -218,6 +223,30 @@ def _order_problem(order, root) -> str | None:
     for t in order:
         if t._ctx is not None and any(position.get(id(i), -1) > position[id(t)] for i in t._ctx.inputs):
             return "a tensor comes before one of its inputs"
+    return None
+
+
+def _block_problem(block, channels, rng) -> str | None:
+    """Why the learner's `block` is not the library's middle-flow block (None when it is): its parameter shapes
+    in order, then, with the library block's parameters and buffers copied into it in order, its outputs on a
+    small batch in training mode and then in evaluation mode (with the running statistics that step left)."""
+    if not isinstance(block, Module):
+        return f"expected a tx.nn.Module, got {type(block).__name__}"
+    library = MiddleBlock(channels, rng=rng)
+    shapes = [[tuple(p.shape) for p in module.parameters()] for module in (block, library)]
+    if shapes[0] != shapes[1]:
+        k = next((k for k, pair in enumerate(zip(*shapes)) if pair[0] != pair[1]), min(map(len, shapes)))
+        return f"parameter shapes in order differ from parameter {k + 1} on: yours {shapes[0][k:k + 3]}, expected " \
+               f"{shapes[1][k:k + 3]} (of {len(shapes[1])}: depthwise, pointwise, gamma, beta, three times)"
+    for mine, given in zip(block.parameters(), library.parameters()):
+        mine.data[...] = given.data
+    for (_, mine), (_, given) in zip(block.named_buffers(), library.named_buffers()):
+        mine[...] = given
+    x = tensor(_normal(rng, (2, channels, 5, 5), "float32"))
+    for mode, training in (("train mode", True), ("eval mode, with the running statistics that step left", False)):
+        outputs = [module.train(training)(x).data for module in (block, library)]
+        if why := difference(*outputs):
+            return f"{mode}: {why}"
     return None
 
 
@@ -247,8 +276,9 @@ def case_failure(name: str, function, case: Case) -> str | None:
     """Why `function` (a kernel named `name`) fails `case`, or None when it passes. Errors propagate."""
     arguments, theirs = case.arguments(), case.arguments()
     result = function(*arguments)
-    if name == "topological_order":
-        return _order_problem(result, *arguments)
+    property_problem = {"topological_order": _order_problem, "middle_flow_block": _block_problem}.get(name)
+    if property_problem:  # many right orders; a module, not arrays: checked for what it must do
+        return property_problem(result, *arguments)
     expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
     if updated:  # what a kernel updates in place is part of its result
         result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))

@@ -3,7 +3,7 @@ and for scripts: learner mode lives in ``tinyxception.kernels`` (``kernels/learn
 from pathlib import Path
 
 from . import kernels
-from .kernels.learner import ENVIRONMENT_VARIABLE, EXERCISES, PACKAGE_FOLDER, learner_function, todo
+from .kernels.learner import ENVIRONMENT_VARIABLE, EXERCISES, PACKAGE_FOLDER, learner_function, reference, todo
 
 __all__ = ["ENVIRONMENT_VARIABLE", "EXERCISES", "PACKAGE_FOLDER", "exercise_folder", "learner_function",
            "reference", "todo", "use_exercises"]
@@ -19,7 +19,3 @@ def exercise_folder() -> Path | None:
     choice = kernels.in_use()
     return choice if isinstance(choice, Path) else None
 
-
-def reference(name: str):
-    """The reference tier's solution of exercise `name`, whatever the mode."""
-    return kernels.tier("reference")[name]

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import kernels
 from .exercise_cases import CASES, case_failure
 from .kernels.learner import CHECK_VARIABLE, EXERCISES, PACKAGE_FOLDER, STUBS_FOLDER, check_folder, \
-    defined
+    defined, reference
 
 TODO_IMPORT = "from tinyxception.exercise_mode import todo"
 
@@ -105,7 +105,7 @@ def solution(name: str, folder=None, yes: bool = False) -> bool:
         return False
     module, folder = EXERCISES[name].module, default_folder(folder)
     print(f"--- the solution: {name} in tinyxception/kernels/reference/{module}.py ---\n")
-    print(inspect.getsource(kernels.tier("reference")[name]))
+    print(inspect.getsource(reference(name)))
     print(f"--- yours ({status}): {name} in {folder / module}.py ---\n")
     print(_function_source(folder / f"{module}.py", name))
     return True

@@ -37,9 +37,10 @@ def activation_bytes(model, shape, itemsize: int, recording: bool) -> int:
     tall = model.feature_sizes(height)
     wide = tall if width == height else model.feature_sizes(width)
     area, costs = tall["entry_flow.block1.conv2"] * wide["entry_flow.block1.conv2"], []
-    for path, block in model.blocks():  # the layers of a module and their widths: the BatchNorms after every conv
+    for path, block in model.blocks():  # a module's layers, its width: its widest BatchNorm (at any depth: a
+        # learner's block may nest its layers in a Sequential)
         layers = list(block.children())
-        widest = max(layer.num_features for layer in layers if isinstance(layer, BatchNorm2d))
+        widest = max(layer.num_features for layer in block.modules() if isinstance(layer, BatchNorm2d))
         costs.append((len(layers), widest * area))
         area = tall[path] * wide[path] if path in tall else area
     per_example = sum(leaves * cost for leaves, cost in costs) if recording else 2 * max(c for _, c in costs)

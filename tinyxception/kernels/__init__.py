@@ -61,7 +61,8 @@ def use(choice="fast") -> None:
     else:
         folder = learner.check_folder(choice)
         reference = tier("reference")
-        table = {**reference, **{name: learner.dispatcher(folder, name, reference[name]) for name in learner.EXERCISES}}
+        table = {**reference, **{name: learner.dispatcher(folder, name, reference[name])
+                                 for name in learner.EXERCISES if name in reference}}  # the kernels, not the blocks
         _in_use = folder
     vars(active).update(table)
 

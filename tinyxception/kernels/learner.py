@@ -1,6 +1,7 @@
 """Learner mode: the library runs the learner's own kernels, from ``tinyxception/exercises/`` or another folder.
 
-Each exercise is a kernel of the registry (``tinyxception.kernels``) that a learner writes in
+Each exercise but the last of chapter 4 (``middle_flow_block``, which assembles the library's layers into a block
+of the network and is checked as a module) is a kernel of the registry (``tinyxception.kernels``) that a learner writes in
 ``<folder>/<module>.py`` with the same name and signature as in ``kernels/reference/<module>.py``. In learner
 mode the registry hands those kernels' arguments to the learner's functions, so the chapter tests that check the
 library now check the learner's code:
@@ -56,6 +57,7 @@ _PATH = (
     ("ch3_norm_pool", "04_batchnorm_relu_pooling", "pool",
      "max_pool2d_forward max_pool2d_backward global_avg_pool2d_forward global_avg_pool2d_backward"),
     ("ch3_norm_pool", "04_batchnorm_relu_pooling", "norm", "relu_forward relu_backward"),
+    ("ch4_xception", "05_building_xception", "network", "middle_flow_block"),
     ("ch5_training", "01_tensors_and_autograd", "training",
      "softmax_cross_entropy_forward softmax_cross_entropy_backward"),
     ("ch5_training", "07_training_on_digits", "training", "sgd_momentum_step"),
@@ -129,6 +131,12 @@ def dispatcher(folder: Path, name: str, fallback):
         return (defined(name, folder) or fallback)(*args)
     learners_kernel.__name__ = learners_kernel.__qualname__ = name
     return learners_kernel
+
+
+def reference(name: str):
+    """The reference solution of exercise `name`: ``kernels/reference/<module>.py``'s function of that name (for
+    ``network``, which assembles layers rather than computing on arrays, the library's own block)."""
+    return getattr(importlib.import_module(f"tinyxception.kernels.reference.{EXERCISES[name].module}"), name)
 
 
 def todo(name: str) -> NotImplementedError:

@@ -5,5 +5,7 @@ slice of the padded input, for all images, channels and pixels at once), with no
 tiling, and each function's docstring derives what it computes. The files are laid out exactly like the
 learner's folder ``tinyxception/exercises/`` (same module names, same function names and signatures), so they
 are also its model solutions, and ``TINYXCEPTION_KERNELS=reference`` runs the whole library on them.
-The fast tier (``tinyxception/kernels/fast/``) is checked against these.
+The fast tier (``tinyxception/kernels/fast/``) is checked against these. ``network.py``, the solution of the
+one exercise that assembles layers instead of computing on arrays, is no kernel: it returns the library's own
+middle-flow block (``MiddleBlock`` in ``tinyxception/models/xception.py``).
 """
