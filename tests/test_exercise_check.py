@@ -126,7 +126,21 @@ MISTAKES = {  # mistake -> (module, the learner's wrong version, words the verdi
     "one separable convolution instead of three": (
         "network", "def middle_flow_block(channels, rng):\n    from tinyxception import nn\n"
                    "    return nn.SeparableConv2d(channels, channels, rng=rng)\n",
-        ["case 1 of 2", "differ from parameter 3 on: yours [], expected [(4,), (4,), (4, 1, 3, 3)] (of 12"]),
+        ["case 1 of 2", "differ from parameter 3 on: yours [], expected [(4,), (4,), (4, 1, 3, 3)] (of 12; the "
+         "library's sepconv1_bn.gamma, sepconv1_bn.beta, sepconv2.depthwise.weight)"]),
+    "the shortcut without stride 2": (
+        "network", "def down_block(i, m, o, rng, leading_relu=True, s=down_block):\n    block = s(i, m, o, rng, "
+                   "leading_relu)\n    block.shortcut.stride = 1\n    return block\n",
+        ["case 1 of 2, block 2: leading_relu False", "(2, 6, 3, 3) and b of shape (2, 6, 6, 6)", "do not broadcast"]),
+    "the max pool without \"same\" padding": (
+        "network", "def down_block(i, m, o, rng, leading_relu=True, s=down_block):\n    block = s(i, m, o, rng, "
+                   "leading_relu)\n    block.pool.padding = 'valid'\n    return block\n",
+        ["case 1 of 2", "(2, 6, 2, 2) and b of shape (2, 6, 3, 3)", "do not broadcast"]),
+    "the shortcut after the leading ReLU": (
+        "network", "def down_block(i, m, o, rng, leading_relu=True, s=down_block):\n    from tinyxception import nn\n"
+                   "    block = s(i, m, o, rng, False)\n"
+                   "    return nn.Sequential(nn.ReLU(), block) if leading_relu else block\n",
+        ["case 2 of 2, leading_relu True", "train mode: values differ"]),
 }
 
 

@@ -21,6 +21,7 @@ from tinyxception import exercise_mode
 from tinyxception.exercise_mode import EXERCISES, PACKAGE_FOLDER, learner_function
 from tinyxception.exercise_cases import CASES
 from tinyxception.exercise_report import check_exercise, verdict
+from tinyxception.models.xception import DownBlock, MiddleBlock
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ["ch1_autograd", "ch2_conv", "ch3_norm_pool", "ch4_xception", "ch5_training"]
@@ -37,7 +38,7 @@ STUBS_SHA256 = {  # the shipped stubs; a changed stub changes its hash here too
     "conv.py": "100a333ed1fec2fa98c303e8d94e60ed07b64a034c755aa2fed842ac04d1a699",
     "norm.py": "a1cfe3485141c8750d8dad331e12a0f8099059b3eee097e89b7e35a44d21bd03",
     "pool.py": "7e4f32a5a5f8aa3e6a1878000d192a86e1acc29de199668418b8266c5c1c8046",
-    "network.py": "92b78e2a946d0b94ca837a22f31d847299b9c98d77e1f6d9bc05d5f737f9b150",
+    "network.py": "8d10164a50a17602650760ab4cec290b47eac191e08d8cc44972e99f3f5730f2",
     "training.py": "ae14f38482624ff2b4e6d948a4a5153e822ae2dd280ba73217c282fb93990281",
 }
 
@@ -359,17 +360,26 @@ def test_progress_report_refuses_a_missing_folder(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def with_learners_middle_flow(model, folder):
-    """`model` with each middle-flow block replaced by the learner's middle_flow_block from `folder`, into which
-    the library block's parameters and buffers are copied in order (so the network keeps its weights)."""
-    build = learner_function("middle_flow_block", folder)
-    for name, block in list(model.middle_flow.named_children()):
-        mine = build(model.config.channels()["block4"], np.random.default_rng(1))
+def with_learners_blocks(model, folder):
+    """`model` with its down blocks (entry blocks 2-4, exit block 13) and middle-flow blocks replaced by the
+    learner's down_block and middle_flow_block from `folder`, built from the library block's channel counts,
+    into which the library block's parameters and buffers are copied in order (so the network keeps its weights)."""
+    down, middle = (learner_function(name, folder) for name in ("down_block", "middle_flow_block"))
+    for path, block in model.blocks():
+        rng = np.random.default_rng(1)
+        if isinstance(block, DownBlock):
+            first, second = block.sepconv1.pointwise, block.sepconv2.pointwise
+            mine = down(first.in_channels, first.out_channels, second.out_channels, rng, block.leading_relu)
+        elif isinstance(block, MiddleBlock):
+            mine = middle(block.sepconv1.pointwise.in_channels, rng)
+        else:
+            continue
         for ours, theirs in zip(mine.parameters(), block.parameters()):
             ours.data[...] = theirs.data
         for (_, ours), (_, theirs) in zip(mine.named_buffers(), block.named_buffers()):
             ours[...] = theirs
-        setattr(model.middle_flow, name, mine)
+        flow, name = path.split(".")
+        setattr(getattr(model, flow), name, mine)
     return model
 
 
@@ -377,8 +387,9 @@ def with_learners_middle_flow(model, folder):
 @pytest.mark.parametrize("solutions", ["reference tier", "independent"])
 def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path, solutions):
     """The goal of the course: with a learner's folder of correct solutions of every exercise (the reference
-    tier's files, or the independent ones of tests/learner_solutions/), tx.Xception with its eight middle-flow
-    blocks built by the learner's middle_flow_block (the library's weights copied in) runs on the learner's own
+    tier's files, or the independent ones of tests/learner_solutions/), tx.Xception with its four down blocks and
+    eight middle-flow blocks built by the learner's down_block and middle_flow_block (the library's weights copied
+    in) runs on the learner's own
     kernels, has the paper's 22,855,952 trainable parameters, and gives the fast tier's logits to float32 rounding
     (on a 2 x 3 x 71 x 71 batch, the smallest input the network takes) and, in one training-mode forward and
     backward, its first layer's weight gradient; with one SGD-with-momentum step after it, every exercise was
@@ -390,7 +401,7 @@ def test_the_xception_built_on_a_learners_kernels_is_the_librarys(tmp_path, solu
     outputs = {}
     for choice in (folder, None):  # None: learner mode off, the fast tier
         model = tx.Xception(seed=0)  # the same weights each time, before any running statistic moves
-        model = with_learners_middle_flow(model, folder) if choice else model
+        model = with_learners_blocks(model, folder) if choice else model
         exercise_mode.use_exercises(choice)
         try:
             with tx.no_grad():

@@ -5,8 +5,8 @@
 side only, stride 2, a non-square kernel, ties, float32, ...), so that the first failing case tells a learner
 which idea their kernel gets wrong. A kernel is compared with the reference tier's solution of the same name:
 same shape, same dtype, values within a tolerance of the dtype; for topological_order, which has many right
-answers, the property itself (each tensor once, after its inputs); and for middle_flow_block, which returns a
-module, its parameter shapes and, with the library block's weights copied in, its outputs.
+answers, the property itself (each tensor once, after its inputs); and for middle_flow_block and down_block, which
+return modules, their parameter shapes and, with the library block's weights copied in, their outputs.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -14,8 +14,8 @@ from typing import Callable
 from . import backend
 from .autograd import tensor
 from .kernels import tier
+from .kernels.learner import reference
 from .kernels.geometry import output_size
-from .models.xception import MiddleBlock
 from .nn import Module
 
 np = backend.cpu_module()
@@ -28,6 +28,7 @@ OUTPUTS = {**dict.fromkeys(("depthwise_conv2d_backward", "pointwise_conv2d_backw
            "sgd_momentum_step": ("velocity", "p (updated in place)")}
 # exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)
 UPDATED = {"batch_norm_forward": (3, 4), "sgd_momentum_step": (0,)}
+BLOCK_SIDE = {"middle_flow_block": 5, "down_block": 6}  # block exercise -> the side of the images it is checked on
 TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}  # dtype -> (rtol, atol) against the reference
 
 
@@ -210,6 +211,9 @@ CASES: dict[str, list[Case]] = {
     "sgd_momentum_step": _sgd_cases(),
     "middle_flow_block": [Case(f"{c} channels, x (2, {c}, 5, 5) float32, train then eval mode",
                                lambda rng, c=c: (c, rng)) for c in (4, 7)],
+    "down_block": [Case(f"{title}, 3 -> 5 -> 6 channels, x (2, 3, 6, 6) float32 (the \"same\" pool pads the bottom "
+                        "and right only), train then eval mode", lambda rng, relu=relu: (3, 5, 6, rng, relu))
+                   for title, relu in (("block 2: leading_relu False", False), ("leading_relu True", True))],
 }
 
 
@@ -226,23 +230,23 @@ def _order_problem(order, root) -> str | None:
     return None
 
 
-def _block_problem(block, channels, rng) -> str | None:
-    """Why the learner's `block` is not the library's middle-flow block (None when it is): its parameter shapes
-    in order, then, with the library block's parameters and buffers copied into it in order, its outputs on a
-    small batch in training mode and then in evaluation mode (with the running statistics that step left)."""
+def _block_problem(block, library, x_shape) -> str | None:
+    """Why the learner's `block` is not the `library` block (None when it is): its parameter shapes in order,
+    then, with the library block's parameters and buffers copied into it in order, its outputs on a small float32
+    batch of `x_shape` in training mode and then in evaluation mode (with the running statistics that step left)."""
     if not isinstance(block, Module):
         return f"expected a tx.nn.Module, got {type(block).__name__}"
-    library = MiddleBlock(channels, rng=rng)
     shapes = [[tuple(p.shape) for p in module.parameters()] for module in (block, library)]
     if shapes[0] != shapes[1]:
         k = next((k for k, pair in enumerate(zip(*shapes)) if pair[0] != pair[1]), min(map(len, shapes)))
+        names = [name for name, _ in library.named_parameters()][k:k + 3]
         return f"parameter shapes in order differ from parameter {k + 1} on: yours {shapes[0][k:k + 3]}, expected " \
-               f"{shapes[1][k:k + 3]} (of {len(shapes[1])}: depthwise, pointwise, gamma, beta, three times)"
+               f"{shapes[1][k:k + 3]} (of {len(shapes[1])}; the library's {', '.join(names) or 'end there'})"
     for mine, given in zip(block.parameters(), library.parameters()):
         mine.data[...] = given.data
     for (_, mine), (_, given) in zip(block.named_buffers(), library.named_buffers()):
         mine[...] = given
-    x = tensor(_normal(rng, (2, channels, 5, 5), "float32"))
+    x = tensor(_normal(np.random.default_rng(1), x_shape, "float32"))
     for mode, training in (("train mode", True), ("eval mode, with the running statistics that step left", False)):
         outputs = [module.train(training)(x).data for module in (block, library)]
         if why := difference(*outputs):
@@ -276,9 +280,10 @@ def case_failure(name: str, function, case: Case) -> str | None:
     """Why `function` (a kernel named `name`) fails `case`, or None when it passes. Errors propagate."""
     arguments, theirs = case.arguments(), case.arguments()
     result = function(*arguments)
-    property_problem = {"topological_order": _order_problem, "middle_flow_block": _block_problem}.get(name)
-    if property_problem:  # many right orders; a module, not arrays: checked for what it must do
-        return property_problem(result, *arguments)
+    if name == "topological_order":  # many right orders: checked for the property itself
+        return _order_problem(result, *arguments)
+    if name in BLOCK_SIDE:  # a module, not arrays: compared with the library's block, built by the reference
+        return _block_problem(result, reference(name)(*theirs), (2, theirs[0]) + (BLOCK_SIDE[name],) * 2)
     expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
     if updated:  # what a kernel updates in place is part of its result
         result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))

@@ -1,10 +1,10 @@
 """Learner mode: the library runs the learner's own kernels, from ``tinyxception/exercises/`` or another folder.
 
-Each exercise but the last of chapter 4 (``middle_flow_block``, which assembles the library's layers into a block
-of the network and is checked as a module) is a kernel of the registry (``tinyxception.kernels``) that a learner writes in
-``<folder>/<module>.py`` with the same name and signature as in ``kernels/reference/<module>.py``. In learner
-mode the registry hands those kernels' arguments to the learner's functions, so the chapter tests that check the
-library now check the learner's code:
+Each exercise but those of chapter 4 (``middle_flow_block`` and ``down_block``, which assemble the library's layers
+into blocks of the network and are checked as modules) is a kernel of the registry (``tinyxception.kernels``)
+that a learner writes in ``<folder>/<module>.py`` with the same name and signature as in
+``kernels/reference/<module>.py``. In learner mode the registry hands those kernels' arguments to the learner's
+functions, so the chapter tests that check the library now check the learner's code:
 
     pytest --exercises -m ch2_conv                       # the stubs in tinyxception/exercises/
     pytest --exercises-dir=~/my_kernels -m ch2_conv      # a folder of your own, laid out the same way (note the =)
@@ -57,7 +57,7 @@ _PATH = (
     ("ch3_norm_pool", "04_batchnorm_relu_pooling", "pool",
      "max_pool2d_forward max_pool2d_backward global_avg_pool2d_forward global_avg_pool2d_backward"),
     ("ch3_norm_pool", "04_batchnorm_relu_pooling", "norm", "relu_forward relu_backward"),
-    ("ch4_xception", "05_building_xception", "network", "middle_flow_block"),
+    ("ch4_xception", "05_building_xception", "network", "middle_flow_block down_block"),
     ("ch5_training", "01_tensors_and_autograd", "training",
      "softmax_cross_entropy_forward softmax_cross_entropy_backward"),
     ("ch5_training", "07_training_on_digits", "training", "sgd_momentum_step"),

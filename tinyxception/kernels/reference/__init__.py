@@ -6,6 +6,6 @@ tiling, and each function's docstring derives what it computes. The files are la
 learner's folder ``tinyxception/exercises/`` (same module names, same function names and signatures), so they
 are also its model solutions, and ``TINYXCEPTION_KERNELS=reference`` runs the whole library on them.
 The fast tier (``tinyxception/kernels/fast/``) is checked against these. ``network.py``, the solution of the
-one exercise that assembles layers instead of computing on arrays, is no kernel: it returns the library's own
-middle-flow block (``MiddleBlock`` in ``tinyxception/models/xception.py``).
+exercises that assemble layers instead of computing on arrays, holds no kernels: it returns the library's own
+blocks (``MiddleBlock`` and ``DownBlock`` in ``tinyxception/models/xception.py``).
 """
