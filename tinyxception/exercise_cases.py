@@ -13,23 +13,24 @@ from typing import Callable
 
 from . import backend
 from .autograd import tensor
-from .kernels import tier
 from .kernels.learner import reference
 from .kernels.geometry import output_size
 from .nn import Module
 
 np = backend.cpu_module()
-# exercise -> the names of the arrays it returns, then of those it updates in place, for the messages
 OUTPUTS = {**dict.fromkeys(("depthwise_conv2d_backward", "pointwise_conv2d_backward", "conv2d_backward"),
                            ("dL/dx", "dL/dw")), "batch_norm_backward": ("dL/dx", "dL/dgamma", "dL/dbeta"),
            "batch_norm_forward": ("y", "mean", "inv_std", "running_mean (updated in place)",
                                   "running_var (updated in place)"), "linear_backward": ("dL/dx", "dL/dw", "dL/db"),
            "softmax_cross_entropy_forward": ("loss", "log_p"),
            "sgd_momentum_step": ("velocity", "p (updated in place)")}
-# exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)
+"""exercise -> the names of the arrays it returns, then of those it updates in place, for the messages."""
 UPDATED = {"batch_norm_forward": (3, 4), "sgd_momentum_step": (0,)}
-BLOCK_SIDE = {"middle_flow_block": 5, "down_block": 6}  # block exercise -> the side of the images it is checked on
-TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}  # dtype -> (rtol, atol) against the reference
+"""exercise -> the positions of the arguments it updates in place (compared with the reference's after the call)."""
+BLOCK_SIDE = {"middle_flow_block": 5, "down_block": 6}
+"""block exercise -> the side of the images it is checked on."""
+TOLERANCE = {"float64": (1e-8, 1e-10), "float32": (1e-4, 1e-5)}
+"""dtype -> (rtol, atol) of the comparison with the reference."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _max_pool_case(backward, title, shape, kernel, stride, pads, values="normal"
         x = x - 10 if values == "negative" else x
         if not backward:
             return x, kernel, stride, pads
-        y = tier("reference")["max_pool2d_forward"](x, kernel, stride, pads)
+        y = reference("max_pool2d_forward")(x, kernel, stride, pads)
         return (_normal(rng, y.shape, dtype), x, y, kernel, stride, pads)
     return Case(f"{title}: x {shape} {dtype}, kernel {kernel}, stride {stride}, pads {pads}", make)
 
@@ -162,7 +163,7 @@ def _softmax_cases(backward):
             logits, labels = _normal(rng, (n, k), dtype) * scale, rng.integers(0, k, n)
             if not backward:
                 return logits, labels
-            log_p = tier("reference")["softmax_cross_entropy_forward"](logits, labels)[1]
+            log_p = reference("softmax_cross_entropy_forward")(logits, labels)[1]
             return np.asarray(rng.uniform(0.5, 2), dtype), log_p, labels
         return Case(f"{title}: logits ({n}, {k}) {dtype}" + f" times {scale:g}" * (scale != 1), make)
     return [case("one sample", 1, 3), case("a batch of 6", 6, 4),
@@ -199,7 +200,6 @@ def _graph_case(title, depth=1):
     return Case(title, make)
 
 
-# exercise name -> its cases, simplest first
 CASES: dict[str, list[Case]] = {
     "topological_order": [_graph_case("a tensor used twice (c = a * b + a) and a branch without gradient"),
                           _graph_case("a chain of 2000 ops (deeper than Python's recursion limit)", 2000)],
@@ -215,11 +215,12 @@ CASES: dict[str, list[Case]] = {
                         "and right only), train then eval mode", lambda rng, relu=relu: (3, 5, 6, rng, relu))
                    for title, relu in (("block 2: leading_relu False", False), ("leading_relu True", True))],
 }
+"""exercise name -> its cases, simplest first."""
 
 
 def _order_problem(order, root) -> str | None:
     """Why `order` is not a topological order of the graph behind `root` (None when it is one)."""
-    expected = {id(t) for t in tier("reference")["topological_order"](root)}
+    expected = {id(t) for t in reference("topological_order")(root)}
     ids = [id(t) for t in order]
     if len(ids) != len(set(ids)) or set(ids) != expected:
         return f"expected each of the {len(expected)} tensors that need a gradient once, got {len(ids)} entries"
@@ -284,7 +285,7 @@ def case_failure(name: str, function, case: Case) -> str | None:
         return _order_problem(result, *arguments)
     if name in BLOCK_SIDE:  # a module, not arrays: compared with the library's block, built by the reference
         return _block_problem(result, reference(name)(*theirs), (2, theirs[0]) + (BLOCK_SIDE[name],) * 2)
-    expected, updated = tier("reference")[name](*theirs), UPDATED.get(name, ())
+    expected, updated = reference(name)(*theirs), UPDATED.get(name, ())
     if updated:  # what a kernel updates in place is part of its result
         result, expected = ((*(out if isinstance(out, (tuple, list)) else (out,)), *(given[k] for k in updated))
                             for out, given in ((result, arguments), (expected, theirs)))

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import learner
 from .fast import conv as fast_conv, depthwise as fast_depthwise, norm as fast_norm, pool as fast_pool
 
-KERNELS = {  # module -> the kernels it defines, in every tier and in the learner's folder
+KERNELS = {
     "autograd": ("topological_order", "linear_forward", "linear_backward"),
     "conv": ("depthwise_conv2d_forward", "depthwise_conv2d_backward", "pointwise_conv2d_forward",
              "pointwise_conv2d_backward", "conv2d_forward", "conv2d_backward"),
@@ -27,6 +27,7 @@ KERNELS = {  # module -> the kernels it defines, in every tier and in the learne
     "pool": ("max_pool2d_forward", "max_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward"),
     "training": ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "sgd_momentum_step"),
 }
+"""module -> the kernels it defines, in every tier and in the learner's folder."""
 
 TIERS = ("fast", "reference")
 _REFERENCE = {module: importlib.import_module(f".reference.{module}", __name__) for module in KERNELS}

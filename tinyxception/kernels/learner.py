@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_FOLDER = Path(__file__).resolve().parent.parent / "exercises"
-# the pristine stubs, <module>.py.txt: what `exercises reset NAME` restores (tinyxception/exercises/ holds the same
-# text until a learner edits it)
 STUBS_FOLDER = Path(__file__).resolve().parent / "stubs"
+"""The pristine stubs, ``<module>.py.txt``: what ``exercises reset NAME`` restores (tinyxception/exercises/ holds
+the same text until a learner edits it)."""
 ENVIRONMENT_VARIABLE = "TINYXCEPTION_EXERCISES"
-# the folder that check / solution / reset read when none is given, without switching learner mode on
 CHECK_VARIABLE = "TINYXCEPTION_CHECK_FOLDER"
+"""The folder that check / solution / reset read when none is given, without switching learner mode on."""
 OFF = ("", "0", "false", "off", "no")
 ON = ("1", "true", "on", "yes")
 
@@ -62,8 +62,9 @@ _PATH = (
      "softmax_cross_entropy_forward softmax_cross_entropy_backward"),
     ("ch5_training", "07_training_on_digits", "training", "sgd_momentum_step"),
 )
-EXERCISES: dict[str, Exercise] = {name: Exercise(name, module, chapter, notebook)  # name -> Exercise, in path order
+EXERCISES: dict[str, Exercise] = {name: Exercise(name, module, chapter, notebook)
                                   for chapter, notebook, module, names in _PATH for name in names.split()}
+"""name -> Exercise, in the order of the path."""
 
 _loaded: dict[Path, tuple[tuple[int, int], object]] = {}
 
@@ -87,13 +88,12 @@ def folder_from_environment() -> Path | None:
 
 def learner_module(folder: Path, module: str, fresh: bool = False):
     """``<folder>/<module>.py`` imported as a fresh module, again whenever the file changed (always, when
-    `fresh`); or a clear error."""
+    `fresh`); None when there is no such file."""
     path = Path(folder).resolve() / f"{module}.py"
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"learner mode: no file {path} (copy tinyxception/exercises/{module}.py there)") \
-            from None
+        return None
     version = (stat.st_mtime_ns, stat.st_size)
     if fresh or path not in _loaded or _loaded[path][0] != version:
         spec = importlib.util.spec_from_file_location(f"tinyxception_exercises_{module}_{abs(hash(path))}", path)
@@ -106,10 +106,7 @@ def learner_module(folder: Path, module: str, fresh: bool = False):
 def defined(name: str, folder, fresh: bool = False):
     """The learner's function `name` from `folder` (read again when `fresh`), or None when the folder has no such
     file or function: a folder written before that exercise existed."""
-    module = EXERCISES[name].module
-    if not (Path(folder) / f"{module}.py").is_file():
-        return None
-    function = getattr(learner_module(folder, module, fresh), name, None)
+    function = getattr(learner_module(folder, EXERCISES[name].module, fresh), name, None)
     return function if callable(function) else None
 
 
@@ -118,8 +115,10 @@ def learner_function(name: str, folder, fresh: bool = False):
     function = defined(name, folder, fresh)
     if function is None:
         module = EXERCISES[name].module
-        learner_module(folder, module)  # the FileNotFoundError of a missing file
-        raise AttributeError(f"learner mode: {Path(folder) / (module + '.py')} defines no function {name}")
+        path = Path(folder).resolve() / f"{module}.py"
+        if not path.is_file():
+            raise FileNotFoundError(f"learner mode: no file {path} (copy tinyxception/exercises/{module}.py there)")
+        raise AttributeError(f"learner mode: {path} defines no function {name}")
     return function
 
 
