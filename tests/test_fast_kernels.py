@@ -32,7 +32,7 @@ def assert_same(fast, reference, rtol=1e-10):
 def both(name, *args):
     """The fast and the reference result of kernel `name` on copies of the same arguments (some kernels update
     arguments in place, e.g. the running statistics)."""
-    copies = [[a.copy() if isinstance(a, np.ndarray) else a for a in args] for _ in range(2)]
+    copies = [[a.copy(order="K") if isinstance(a, np.ndarray) else a for a in args] for _ in range(2)]  # layout kept
     return FAST[name](*copies[0]), REFERENCE[name](*copies[1]), copies
 
 
@@ -133,6 +133,28 @@ def test_fast_batch_norm_equals_the_reference(shape):
     assert_same(*both("batch_norm_backward", grad, x, batch_mean, inv_std, gamma)[:2])
     assert_same(*both("batch_norm_inference_forward", x, gamma, beta, mean, var, 1e-3)[:2])
     assert_same(*both("batch_norm_inference_backward", grad, x, mean, 1 / np.sqrt(var + 1e-3), gamma)[:2])
+
+
+@pytest.mark.parametrize("x_layout, grad_layout", [("channels-last", "nchw"), ("nchw", "channels-last"),
+                                                    ("channels-last", "channels-last")])
+def test_fast_batch_norm_reads_any_memory_layout(x_layout, grad_layout):
+    """The fast batch norm sums along channels-last storage without a copy (small maps reach it that way from the
+    pointwise conv), and x and the incoming gradient may be stored differently: the values must not depend on
+    either layout (a layout mix-up would pair each value of x with another pixel's gradient)."""
+    rng = np.random.default_rng(4)
+    shape, c = (3, 12, 4, 5), 12
+
+    def stored(a, layout):
+        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if layout == "channels-last" else a
+
+    x, grad = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape)
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    fast, reference, _ = both("batch_norm_forward", stored(x, x_layout), gamma, beta, np.zeros(c), np.ones(c), 0.1,
+                              1e-3)
+    assert_same(fast, reference)
+    _, mean, inv_std = reference
+    assert_same(*both("batch_norm_backward", stored(grad, grad_layout), stored(x, x_layout), mean, inv_std,
+                      gamma)[:2])
 
 
 def test_every_kernel_has_a_reference_and_the_fast_tier_covers_the_heavy_ones():

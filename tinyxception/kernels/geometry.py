@@ -59,3 +59,61 @@ def cache_tiles(x, bytes_per_channel):
     tile_bytes, channels = backend.cache_tile_bytes(x), x.shape[1]
     step = channels if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_channel))
     return [slice(start, start + step) for start in range(0, channels, step)]
+
+
+def image_groups(x, bytes_per_image):
+    """Slices of x's batch axis, each a group of images covering about backend.cache_tile_bytes(x) of work
+    (at least one image; on the GPU the whole batch is one group)."""
+    tile_bytes, images = backend.cache_tile_bytes(x), x.shape[0]
+    step = images if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_image))
+    return [slice(start, start + step) for start in range(0, images, step)]
+
+
+class Lines:
+    """One long line per channel: the zero-padded image, row after row (`row` = padded width).
+
+    Output pixel (y, x) of tap (i, j) reads padded pixel (s*y + i, s*x + j), which is line index
+    (i*row + j) + s*(y*row + x). So for all output pixels at once, tap (i, j) is ONE slice of the line,
+    line[i*row + j :: s], read as a "wide" output of Ho rows of `row` >= Wo pixels; the extra pixels of each
+    row are garbage that `crop` drops (k - 1 per row at stride 1). NumPy runs these long 1-D slices much
+    faster than 2-D tap windows whose rows are only Wo pixels long (docs/benchmarks.md). The depthwise conv
+    sums the taps in this layout, the grouped conv gathers them into its columns and scatters their gradients.
+    """
+
+    def __init__(self, x_shape, pads, kernel, stride):
+        (top, bottom), (left, right) = pads
+        self.kernel, self.stride, self.x_shape, self.corner = kernel, stride, x_shape, (top, left)
+        self.out = out = output_size(x_shape, kernel, stride, pads)
+        self.row = x_shape[3] + left + right
+        self.rows = max(x_shape[2] + top + bottom, stride * out[0] + kernel[0])  # room for the last tap's slice
+        self.wide = (out[0], self.row)
+        self.length = out[0] * self.row  # pixels of the wide output
+
+    def lay_out(self, x):
+        """x zero-padded into lines: (N, C, rows * row)."""
+        (h, w), (top, left) = x.shape[2:], self.corner
+        lines = backend.array_module(x).zeros(x.shape[:2] + (self.rows, self.row), dtype=x.dtype)
+        lines[..., top:top + h, left:left + w] = x
+        return lines.reshape(x.shape[:2] + (-1,))
+
+    def image(self, lines):
+        """The inverse of lay_out: the (N, C, H, W) view of the unpadded pixels."""
+        (h, w), (top, left) = self.x_shape[2:], self.corner
+        return lines.reshape(lines.shape[:2] + (self.rows, self.row))[..., top:top + h, left:left + w]
+
+    def taps(self, lines):
+        """(i, j, slice of the line read by tap (i, j) for the wide output, flattened)."""
+        length = self.wide[0] * self.wide[1] * self.stride
+        for i, j in taps(self.kernel):
+            start = i * self.row + j
+            yield i, j, lines[..., start:start + length:self.stride]
+
+    def crop(self, wide):
+        """The (N, C, Ho, Wo) output from its wide layout (N, C, Ho * row)."""
+        return wide.reshape(wide.shape[:2] + self.wide)[..., :self.out[1]]
+
+    def widen(self, grad):
+        """The gradient (N, C, Ho, Wo) in the wide layout, zero in the garbage columns."""
+        wide = backend.array_module(grad).zeros(grad.shape[:2] + self.wide, dtype=grad.dtype)
+        wide[..., :self.out[1]] = grad
+        return wide.reshape(grad.shape[:2] + (-1,))

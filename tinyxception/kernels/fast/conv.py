@@ -4,19 +4,14 @@ values, shapes and dtypes); read that first. Optimisations:
 - pointwise: per image one product W X on NCHW maps, or for small maps (and channels-last input) one product
   over the pixels of all images, whose result is stored channels-last; the weight gradient takes whichever of
   two products has the smaller temporary;
-- grouped: im2col (all k*k taps gathered into columns once), then one batched matrix product for all groups.
+- grouped: im2col (all k*k taps gathered into columns once, each tap one long slice of the padded image laid
+  out in lines, ``geometry.Lines``), then one batched matrix product for all groups; its gradient scatters back
+  the same way.
 No other kernel depends on how these store their results: every result is an (N, C, H, W) array of the right
 values. Measured effects of each optimisation are in docs/benchmarks.md.
 """
 from ... import backend
-from ..geometry import output_size, pad, tap, taps, unpad
-
-
-def _padded_zeros(grad, x_shape, pads):
-    """A zero gradient buffer shaped like the padded input, to scatter tap gradients into."""
-    (top, bottom), (left, right) = pads
-    shape = tuple(x_shape[:2]) + (x_shape[2] + top + bottom, x_shape[3] + left + right)
-    return backend.array_module(grad).zeros(shape, dtype=grad.dtype)
+from ..geometry import Lines, image_groups
 
 
 def _sum_over_images(grad, columns):
@@ -86,16 +81,17 @@ def pointwise_conv2d_backward(grad, x, w):
     return grad_x, grad_w
 
 
-def _columns(x, kernel, stride, pads, groups):
-    """im2col: columns[n, g, (c, i, j), (y, x)] = xpad[n, g*C_in/groups + c, s*y + i, s*x + j].
+def _columns(x, lines, groups):
+    """im2col in the wide layout of ``Lines``: columns[n, g, (c, i, j), l] = line l of tap (i, j) of channel
+    g*C_in/groups + c, every tap one long slice of the padded lines (no 2-D windows).
 
     Rebuilt in backward rather than kept: k*k times the input is too much memory to hold until then.
     """
-    xp, (n, c), out = backend.array_module(x), x.shape[:2], output_size(x.shape, kernel, stride, pads)
-    xpad, columns = pad(x, pads), xp.empty((n, c) + tuple(kernel) + out, dtype=x.dtype)
-    for i, j in taps(kernel):
-        columns[:, :, i, j] = tap(xpad, i, j, stride, out)
-    return columns.reshape(n, groups, c // groups * kernel[0] * kernel[1], -1)
+    xp, (n, c), kernel = backend.array_module(x), x.shape[:2], lines.kernel
+    columns = xp.empty((n, c, kernel[0] * kernel[1], lines.length), dtype=x.dtype)
+    for k, (_, _, line_tap) in enumerate(lines.taps(lines.lay_out(x))):
+        columns[:, :, k] = line_tap
+    return columns.reshape(n, groups, -1, columns.shape[-1])
 
 
 def _weight_matrices(w, groups):
@@ -104,20 +100,36 @@ def _weight_matrices(w, groups):
 
 
 def conv2d_forward(x, w, stride, pads, groups):
-    """y[n, g] = w_g @ columns(x)[n, g]: one batched product over images and groups."""
-    y = _weight_matrices(w, groups) @ _columns(x, w.shape[2:], stride, pads, groups)
-    return y.reshape((x.shape[0], w.shape[0]) + output_size(x.shape, w.shape[2:], stride, pads))
+    """y[n, g] = w_g @ columns(x)[n, g]: one batched product over the groups, in the wide layout, then cropped;
+    a cache-sized group of images at a time (``_image_groups``)."""
+    lines, matrices, c_out = Lines(x.shape, pads, w.shape[2:], stride), _weight_matrices(w, groups), w.shape[0]
+    out = backend.array_module(x).empty((x.shape[0], c_out) + lines.out, dtype=x.dtype)
+    for images in _image_groups(x, lines):
+        out[images] = lines.crop((matrices @ _columns(x[images], lines, groups)).reshape(-1, c_out, lines.length))
+    return out
 
 
 def conv2d_backward(grad, x, w, stride, pads, groups):
     """Y_g = W_g C_g per image: dW_g = sum_n dY_g C_g^T, dC_g = W_g^T dY_g; every column entry is a copy of one
-    xpad pixel, so dC scatters back (col2im) by adding tap by tap."""
-    (n, c_out), out = grad.shape[:2], grad.shape[2:]
-    grad = grad.reshape(n, groups, c_out // groups, -1)
-    grad_columns = (_weight_matrices(w, groups).swapaxes(-1, -2) @ grad).reshape(x.shape[:2] + w.shape[2:] + out)
-    grad_pad = _padded_zeros(grad, x.shape, pads)
-    for i, j in taps(w.shape[2:]):
-        window = tap(grad_pad, i, j, stride, out)
-        window += grad_columns[:, :, i, j]
-    grad_w = _sum_over_images(grad, _columns(x, w.shape[2:], stride, pads, groups)).reshape(w.shape)
-    return unpad(grad_pad, pads), grad_w
+    xpad pixel, so dC scatters back (col2im) by adding tap by tap into the padded lines. The gradient goes in
+    the wide layout, zero in its extra columns, so those add nothing to dW nor to the padding they land on.
+    A cache-sized group of images at a time; dW is the sum of the groups' parts, in order."""
+    xp, lines, (c_out, c_in) = backend.array_module(grad), Lines(x.shape, pads, w.shape[2:], stride), w.shape[:2]
+    transposed, grad_x, grad_w = _weight_matrices(w, groups).swapaxes(-1, -2), xp.empty_like(x), 0
+    c_in *= groups
+    for images in _image_groups(x, lines):
+        wide_grad = lines.widen(grad[images]).reshape(-1, groups, c_out // groups, lines.length)
+        grad_columns = (transposed @ wide_grad).reshape(-1, c_in, w.shape[2] * w.shape[3], lines.length)
+        grad_lines = xp.zeros(grad_columns.shape[:2] + (lines.rows * lines.row,), dtype=grad.dtype)
+        for k, (_, _, window) in enumerate(lines.taps(grad_lines)):
+            window += grad_columns[:, :, k]
+        grad_x[images] = lines.image(grad_lines)
+        grad_w = grad_w + _sum_over_images(wide_grad, _columns(x[images], lines, groups))
+    return grad_x, grad_w.reshape(w.shape)
+
+
+def _image_groups(x, lines):
+    """Slices of the batch axis, each a group of images whose columns (k*k copies of each) fit the cache tile:
+    the columns, their product and the scatter of their gradient then stay in the cache."""
+    kernel = lines.kernel
+    return image_groups(x, x.shape[1] * kernel[0] * kernel[1] * lines.length * x.itemsize)

@@ -1,8 +1,8 @@
 """The fast depthwise convolution. The reference is ``depthwise_conv2d_forward``/``_backward`` in
 ``kernels/reference/conv.py`` (same values, shapes and dtypes); read that first. Optimisations:
 
-- the taps are read as long 1-D slices of the padded image laid out as one line per channel (``_Lines``), a
-  cache-sized tile of channels at a time;
+- the taps are read as long 1-D slices of the padded image laid out as one line per channel
+  (``geometry.Lines``), a cache-sized tile of channels at a time, in the forward and in the weight gradient;
 - on the CPU, maps with fewer pixels than channels are computed channels-last as ONE einsum over a strided view
   of all taps of a group of images (``_ChannelsLast``), and the result is returned as an NCHW *view* of that
   channels-last array (the pointwise conv reads it without a copy);
@@ -10,61 +10,13 @@
 No other kernel depends on how these store their results. Measured effects are in docs/benchmarks.md.
 """
 from ... import backend
-from ..geometry import cache_tiles, output_size, taps
-
-
-class _Lines:
-    """One long line per channel: the zero-padded image, row after row (`row` = padded width).
-
-    Output pixel (y, x) of tap (i, j) reads padded pixel (s*y + i, s*x + j), which is line index
-    (i*row + j) + s*(y*row + x). So for all output pixels at once, tap (i, j) is ONE slice of the line,
-    line[i*row + j :: s], read as a "wide" output of Ho rows of `row` >= Wo pixels; the extra pixels of each
-    row are garbage that `crop` drops (k - 1 per row at stride 1). NumPy runs these long 1-D slices much
-    faster than 2-D tap windows whose rows are only Wo pixels long (docs/benchmarks.md).
-    """
-
-    def __init__(self, x_shape, pads, kernel, stride):
-        (top, bottom), (left, right) = pads
-        self.kernel, self.stride, self.x_shape, self.corner = kernel, stride, x_shape, (top, left)
-        self.out = out = output_size(x_shape, kernel, stride, pads)
-        self.row = x_shape[3] + left + right
-        self.rows = max(x_shape[2] + top + bottom, stride * out[0] + kernel[0])  # room for the last tap's slice
-        self.wide = (out[0], self.row)
-
-    def lay_out(self, x):
-        """x zero-padded into lines: (N, C, rows * row)."""
-        (h, w), (top, left) = x.shape[2:], self.corner
-        lines = backend.array_module(x).zeros(x.shape[:2] + (self.rows, self.row), dtype=x.dtype)
-        lines[..., top:top + h, left:left + w] = x
-        return lines.reshape(x.shape[:2] + (-1,))
-
-    def image(self, lines):
-        """The inverse of lay_out: the (N, C, H, W) view of the unpadded pixels."""
-        (h, w), (top, left) = self.x_shape[2:], self.corner
-        return lines.reshape(lines.shape[:2] + (self.rows, self.row))[..., top:top + h, left:left + w]
-
-    def taps(self, lines):
-        """(i, j, slice of the line read by tap (i, j) for the wide output, flattened)."""
-        length = self.wide[0] * self.wide[1] * self.stride
-        for i, j in taps(self.kernel):
-            start = i * self.row + j
-            yield i, j, lines[..., start:start + length:self.stride]
-
-    def crop(self, wide):
-        """The (N, C, Ho, Wo) output from its wide layout (N, C, Ho * row)."""
-        return wide.reshape(wide.shape[:2] + self.wide)[..., :self.out[1]]
-
-    def widen(self, grad):
-        """The gradient (N, C, Ho, Wo) in the wide layout, zero in the garbage columns."""
-        wide = backend.array_module(grad).zeros(grad.shape[:2] + self.wide, dtype=grad.dtype)
-        wide[..., :self.out[1]] = grad
-        return wide.reshape(grad.shape[:2] + (-1,))
+from ..geometry import Lines, cache_tiles, image_groups, output_size, taps
 
 
 class _ChannelsLast:
     """Images zero-padded and channels-last, pixel after pixel, for maps with fewer pixels than channels.
 
-    ``_Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
+    ``Lines`` multiplies each channel by its own weight, so NumPy walks one row per channel; at Xception's
     19x19 those rows are only ~400 numbers long and NumPy's cost per row outweighs the arithmetic.
     Channels-last, the weights of a tap are one vector of C numbers, and at stride 1 output pixel (y, x) of tap
     (i, j) reads padded pixel (y + i, x + j), i.e. pixel (i*row + j) + (y*row + x): tap (i, j) is a block of
@@ -80,13 +32,11 @@ class _ChannelsLast:
         self.kernel, self.out, self.corner = kernel, output_size(x_shape, kernel, 1, pads), (top, left)
         self.row = w + left + right
         self.pixels = self.out[0] * self.row  # of the wide output
-        self.rows = max(h + top + bottom, self.out[0] + kernel[0])  # room for the last tap's block, as in _Lines
+        self.rows = max(h + top + bottom, self.out[0] + kernel[0])  # room for the last tap's block, as in Lines
 
     def groups(self, x):
         """Slices of the batch axis, each a group of images whose padded copy fits the cache tile."""
-        tile, image_bytes = backend.cache_tile_bytes(x), self.rows * self.row * x.shape[1] * x.itemsize
-        step = x.shape[0] if tile is None else max(1, tile // image_bytes)
-        return [slice(start, start + step) for start in range(0, x.shape[0], step)]
+        return image_groups(x, self.rows * self.row * x.shape[1] * x.itemsize)
 
     def padded(self, images):
         """images (N, C, H, W) zero-padded channels-last: (N, rows, row, C)."""
@@ -138,9 +88,9 @@ def depthwise_conv2d_forward(x, w, stride, pads):
     """
     if _runs_channels_last(x, stride):
         return _depthwise_channels_last(x, w, pads)
-    xp, lines = backend.array_module(x), _Lines(x.shape, pads, w.shape[2:], stride)
+    xp, lines = backend.array_module(x), Lines(x.shape, pads, w.shape[2:], stride)
     out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
-    wide_pixels = lines.wide[0] * lines.wide[1]
+    wide_pixels = lines.length
     for tile in cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
         x_tile = x[:, tile]
         weighted_taps = ((line_tap, w[tile, 0, i, j, None]) for i, j, line_tap in lines.taps(lines.lay_out(x_tile)))
@@ -189,13 +139,14 @@ def depthwise_conv2d_backward(grad, x, w, stride, pads):
     grad_x = None if flipped_pads is None else depthwise_conv2d_forward(grad, w[:, :, ::-1, ::-1], 1, flipped_pads)
     if grad_x is not None and _runs_channels_last(x, stride):
         return grad_x, _depthwise_weight_grad_channels_last(grad, x, w, pads)
-    xp, lines = backend.array_module(grad), _Lines(x.shape, pads, w.shape[2:], stride)
-    wide_grad = lines.widen(grad)
+    xp, lines = backend.array_module(grad), Lines(x.shape, pads, w.shape[2:], stride)
     if grad_x is None:
-        grad_x = _add_tap_gradients(wide_grad, w, lines)
+        grad_x = _add_tap_gradients(lines.widen(grad), w, lines)
     grad_w = xp.empty_like(w)
-    for i, j, line_tap in lines.taps(lines.lay_out(x)):
-        grad_w[:, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
+    for tile in cache_tiles(x, 2 * x.shape[0] * lines.rows * lines.row * x.itemsize):  # widened, laid out in cache
+        wide_grad = lines.widen(grad[:, tile])
+        for i, j, line_tap in lines.taps(lines.lay_out(x[:, tile])):
+            grad_w[tile, 0, i, j] = xp.einsum("ncl,ncl->c", wide_grad, line_tap)
     return grad_x, grad_w
 
 

@@ -1,6 +1,6 @@
 """The fast batch norm kernels. The reference is ``kernels/reference/norm.py`` (same names, values, shapes and
 dtypes); read that first. Optimisations: per-channel sums of products by one einsum without materialising the
-product, every intermediate written in place into one buffer (centred x, then y; xhat, then dL/dx), so a
+product, every intermediate written in place into one buffer (centred x, then y; centred x, then dL/dx), so a
 layer costs one activation-sized temporary instead of several.
 """
 from ... import backend
@@ -11,17 +11,25 @@ def _per_channel(v, ndim: int):
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _rows(x):
-    """x seen as (N, C, M/N): every channel's values along the last axis (a view for contiguous x)."""
-    return x.reshape(x.shape[0], x.shape[1], -1)
+def _stored_channels_last(a) -> bool:
+    """Whether a (N, C, H, W) is stored channels-last, as the pointwise conv leaves small maps."""
+    return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _rows(a, channels_last: bool):
+    """a as (rows, C, M), every channel's values along axes 0 and 2: (N*H*W, C, 1) for channels_last, else
+    (N, C, H*W); a view when a is stored that way, else a copy."""
+    if channels_last:
+        return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1], 1)
+    return a.reshape(a.shape[0], a.shape[1], -1)
 
 
 def _channel_sums(a, b=None):
-    """Per-channel sum of a, or of a * b without materialising the product."""
-    xp = backend.array_module(a)
+    """Per-channel sum of a, or of a * b without materialising the product, in a's memory layout."""
+    channels_last = _stored_channels_last(a)
     if b is None:
-        return _rows(a).sum(axis=(0, 2))
-    return xp.einsum("ncm,ncm->c", _rows(a), _rows(b))
+        return _rows(a, channels_last).sum(axis=(0, 2))
+    return backend.array_module(a).einsum("ncm,ncm->c", _rows(a, channels_last), _rows(b, channels_last))
 
 
 def _normalised(x, mean, inv_std):
@@ -56,18 +64,19 @@ def batch_norm_backward(grad, x, mean, inv_std, gamma):
       d xhat_j / d x_i = (delta_ij - 1/M - xhat_i * xhat_j / M) / sigma
     so dL/dx_i = sum_j g_j * gamma * d xhat_j / d x_i
                = (gamma / sigma) / M * (M * g_i - sum(g) - xhat_i * sum(g * xhat)),
-    where sum(g) = dL/dbeta and sum(g * xhat) = dL/dgamma.
+    where sum(g) = dL/dbeta and sum(g * xhat) = dL/dgamma. With the centred c = x - mean = xhat * sigma that is
+      dL/dx_i = gamma / sigma * (g_i - (sum(g) + c_i * sum(g * c) / sigma^2) / M),  sum(g * xhat) = sum(g * c) / sigma
+    so the buffer holds c, then dL/dx, and xhat is never formed (one pass fewer).
     """
     xp, ndim, m = backend.array_module(grad), grad.ndim, grad.size // grad.shape[1]
     sum_g = _channel_sums(grad)
-    xhat = _normalised(x, mean, inv_std)
-    sum_gx = _channel_sums(grad, xhat)
-    dx = xhat  # the buffer is reused: dx = (g - (sum(g) + xhat * sum(g * xhat)) / M) * gamma / sigma
-    dx *= _per_channel(sum_gx / m, ndim)
+    dx = x - _per_channel(mean, ndim)  # c
+    sum_gc = _channel_sums(grad, dx)
+    dx *= _per_channel(sum_gc * inv_std * inv_std / m, ndim)
     dx += _per_channel(sum_g / m, ndim)
     xp.subtract(grad, dx, out=dx)
     dx *= _per_channel(gamma * inv_std, ndim)
-    return dx, sum_gx, sum_g
+    return dx, sum_gc * inv_std, sum_g
 
 
 def batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps):

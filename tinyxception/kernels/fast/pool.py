@@ -117,7 +117,8 @@ def max_pool2d_backward(grad, x, y, kernel, stride, pads):
     if grad.shape[3] <= SHORT_ROWS and not backend.is_cuda_array(grad):
         return _route_channels_last(grad, x, y, kernel, stride, pads)
     grad_x = backend.array_module(grad).empty_like(x)
-    for tile in cache_tiles(grad, grad.nbytes // grad.shape[1]):  # a cache tile of windows at a time
+    # a cache tile of windows at a time; the planes of x and of its gradient take about 4x grad's bytes
+    for tile in cache_tiles(grad, 4 * grad.nbytes // grad.shape[1]):
         _route_to_maxima(grad[:, tile], x[:, tile], y[:, tile], kernel, stride, pads, out=grad_x[:, tile])
     return grad_x
 
