@@ -56,17 +56,26 @@ def cache_tiles(x, bytes_per_channel):
     memory (measured in docs/benchmarks.md). A tile spans many channels (a 728x37x37 layer is a handful of tiles),
     so this is cache blocking, not a per-channel loop; on the GPU the whole array is one tile.
     """
-    tile_bytes, channels = backend.cache_tile_bytes(x), x.shape[1]
-    step = channels if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_channel))
-    return [slice(start, start + step) for start in range(0, channels, step)]
+    return _tiles(x, 1, bytes_per_channel)
 
 
 def image_groups(x, bytes_per_image):
     """Slices of x's batch axis, each a group of images covering about backend.cache_tile_bytes(x) of work
     (at least one image; on the GPU the whole batch is one group)."""
-    tile_bytes, images = backend.cache_tile_bytes(x), x.shape[0]
-    step = images if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_image))
-    return [slice(start, start + step) for start in range(0, images, step)]
+    return _tiles(x, 0, bytes_per_image)
+
+
+def _tiles(x, axis: int, bytes_per_item):
+    """Slices of x's `axis`, each about backend.cache_tile_bytes(x) of work at bytes_per_item per index."""
+    tile_bytes, count = backend.cache_tile_bytes(x), x.shape[axis]
+    step = count if tile_bytes is None else max(1, tile_bytes // max(1, bytes_per_item))
+    return [slice(start, start + step) for start in range(0, count, step)]
+
+
+def stored_channels_last(a) -> bool:
+    """True when a (N, C, H, W) is stored channels-last and not NCHW, as the depthwise conv leaves small maps
+    (and the pointwise conv its small outputs)."""
+    return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous and not a.flags.c_contiguous
 
 
 class Lines:
@@ -103,7 +112,7 @@ class Lines:
 
     def taps(self, lines):
         """(i, j, slice of the line read by tap (i, j) for the wide output, flattened)."""
-        length = self.wide[0] * self.wide[1] * self.stride
+        length = self.length * self.stride
         for i, j in taps(self.kernel):
             start = i * self.row + j
             yield i, j, lines[..., start:start + length:self.stride]

@@ -11,7 +11,7 @@ No other kernel depends on how these store their results: every result is an (N,
 values. Measured effects of each optimisation are in docs/benchmarks.md.
 """
 from ... import backend
-from ..geometry import Lines, image_groups
+from ..geometry import Lines, image_groups, stored_channels_last
 
 
 def _sum_over_images(grad, columns):
@@ -32,11 +32,6 @@ PIXEL_ROWS_BELOW = 256
 """Maps with fewer pixels than this go through the pointwise conv as one matrix of all images' pixels."""
 
 
-def _is_channels_last(x):
-    """True when x (N, C, H, W) is stored channels-last, as the depthwise conv leaves small maps."""
-    return x.transpose(0, 2, 3, 1).flags.c_contiguous and not x.flags.c_contiguous
-
-
 def _pixel_rows(a):
     """a (N, C, H, W) as the (N*H*W, C) matrix of all its pixels: a view when stored channels-last, else a copy."""
     n, c, h, w = a.shape
@@ -52,7 +47,7 @@ def _image(rows, shape):
 def _as_one_product(x):
     """Whether the pointwise conv of x is one matrix product over all images' pixels (small maps, or input
     already channels-last) rather than one product per image (large maps: no copy of x needed)."""
-    return x.shape[2] * x.shape[3] < PIXEL_ROWS_BELOW or _is_channels_last(x)
+    return x.shape[2] * x.shape[3] < PIXEL_ROWS_BELOW or stored_channels_last(x)
 
 
 def pointwise_conv2d_forward(x, w):
@@ -114,9 +109,9 @@ def conv2d_backward(grad, x, w, stride, pads, groups):
     xpad pixel, so dC scatters back (col2im) by adding tap by tap into the padded lines. The gradient goes in
     the wide layout, zero in its extra columns, so those add nothing to dW nor to the padding they land on.
     A cache-sized group of images at a time; dW is the sum of the groups' parts, in order."""
-    xp, lines, (c_out, c_in) = backend.array_module(grad), Lines(x.shape, pads, w.shape[2:], stride), w.shape[:2]
+    xp, lines = backend.array_module(grad), Lines(x.shape, pads, w.shape[2:], stride)
+    c_out, c_in = w.shape[0], x.shape[1]
     transposed, grad_x, grad_w = _weight_matrices(w, groups).swapaxes(-1, -2), xp.empty_like(x), 0
-    c_in *= groups
     for images in _image_groups(x, lines):
         wide_grad = lines.widen(grad[images]).reshape(-1, groups, c_out // groups, lines.length)
         grad_columns = (transposed @ wide_grad).reshape(-1, c_in, w.shape[2] * w.shape[3], lines.length)

@@ -90,11 +90,10 @@ def depthwise_conv2d_forward(x, w, stride, pads):
         return _depthwise_channels_last(x, w, pads)
     xp, lines = backend.array_module(x), Lines(x.shape, pads, w.shape[2:], stride)
     out = xp.empty(x.shape[:2] + lines.out, dtype=x.dtype)
-    wide_pixels = lines.length
-    for tile in cache_tiles(x, x.shape[0] * wide_pixels * x.itemsize):  # pad, sum and crop in cache
+    for tile in cache_tiles(x, x.shape[0] * lines.length * x.itemsize):  # pad, sum and crop in cache
         x_tile = x[:, tile]
         weighted_taps = ((line_tap, w[tile, 0, i, j, None]) for i, j, line_tap in lines.taps(lines.lay_out(x_tile)))
-        wide = xp.empty(x_tile.shape[:2] + (wide_pixels,), dtype=x.dtype)
+        wide = xp.empty(x_tile.shape[:2] + (lines.length,), dtype=x.dtype)
         out[:, tile] = lines.crop(_weighted_sum(weighted_taps, wide))
     return out
 

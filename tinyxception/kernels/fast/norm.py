@@ -4,16 +4,12 @@ product, every intermediate written in place into one buffer (centred x, then y;
 layer costs one activation-sized temporary instead of several.
 """
 from ... import backend
+from ..geometry import stored_channels_last
 
 
 def _per_channel(v, ndim: int):
     """A (C,) vector shaped (1, C, 1, 1) (or (1, C)) so it broadcasts along the channel axis."""
     return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _stored_channels_last(a) -> bool:
-    """Whether a (N, C, H, W) is stored channels-last, as the pointwise conv leaves small maps."""
-    return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def _rows(a, channels_last: bool):
@@ -26,7 +22,7 @@ def _rows(a, channels_last: bool):
 
 def _channel_sums(a, b=None):
     """Per-channel sum of a, or of a * b without materialising the product, in a's memory layout."""
-    channels_last = _stored_channels_last(a)
+    channels_last = stored_channels_last(a)
     if b is None:
         return _rows(a, channels_last).sum(axis=(0, 2))
     return backend.array_module(a).einsum("ncm,ncm->c", _rows(a, channels_last), _rows(b, channels_last))
